@@ -138,9 +138,11 @@ class Api:
         try:
             try:
                 conn.request(method, path, body=data, headers=hdrs)
-            except (BrokenPipeError, ConnectionResetError):
-                # The server may answer (413) and close before reading a large body.
-                pass
+            except OSError:
+                # The server may answer (413) and close before reading a large body;
+                # its answer can still be read. No connection at all is a real error.
+                if conn.sock is None:
+                    raise
             resp = conn.getresponse()
             return Response(resp.status, resp.headers, resp.read())
         finally:

@@ -225,3 +225,222 @@ def test_watch_query_booleans(api, ns, flag):
     finally:
         conn.close()
 
+
+
+# ---------------------------------------------------------------- subresources
+
+
+def test_status_subresource(api, ns):
+    pod = api.create_pod(ns, "st")
+    base = f"/api/v1/namespaces/{ns}/pods/st"
+    # Status written through the main resource is ignored, as Kubernetes does.
+    r = api.request("PATCH", base, {"status": {"phase": "Running"}}, content_type="application/merge-patch+json")
+    assert r.status == 200, r
+    assert r.json()["status"]["phase"] == "Pending"
+    # Through /status it sticks, and spec changes sent there are ignored.
+    r = api.request(
+        "PATCH",
+        f"{base}/status",
+        {"status": {"phase": "Running", "podIP": "10.42.0.9"}, "metadata": {"labels": {"via": "status"}}},
+        content_type="application/merge-patch+json",
+    )
+    assert r.status == 200, r
+    got = api.get(base).json()
+    assert got["status"]["phase"] == "Running" and got["status"]["podIP"] == "10.42.0.9"
+    assert "via" not in (got["metadata"].get("labels") or {})
+    assert int(got["metadata"]["resourceVersion"]) > int(pod["metadata"]["resourceVersion"])
+    assert api.get(f"{base}/status").json()["status"]["phase"] == "Running"
+
+
+def test_binding(api, ns, server):
+    api.create_pod(ns, "bindme")
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "bindme"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": server.node_name},
+    }
+    r = api.post(f"/api/v1/namespaces/{ns}/pods/bindme/binding", binding)
+    assert r.status == 201, r
+    got = api.get(f"/api/v1/namespaces/{ns}/pods/bindme").json()
+    assert got["spec"]["nodeName"] == server.node_name
+    # A bound pod cannot be bound again.
+    st = assert_status(api.post(f"/api/v1/namespaces/{ns}/pods/bindme/binding", binding), 409, "Conflict")
+    assert "already assigned" in st["message"], st
+    # The wide table shows the node now.
+    body = {"gracePeriodSeconds": 0}
+    assert api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/bindme", body).status == 200
+
+
+def test_spec_nodename_field_selector(api, ns, server):
+    api.create_pod(ns, "unbound")
+    r = api.get(f"/api/v1/namespaces/{ns}/pods?fieldSelector=spec.nodeName%3D")
+    assert [p["metadata"]["name"] for p in r.json()["items"]] == ["unbound"], r
+
+
+# ---------------------------------------------------------------- request options
+
+
+def test_dry_run_all_stores_nothing(api, ns):
+    r = api.post(f"/api/v1/namespaces/{ns}/pods?dryRun=All", pod_manifest("dry"))
+    assert r.status == 201, r
+    assert r.json()["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert api.get(f"/api/v1/namespaces/{ns}/pods/dry").status == 404
+
+
+def test_field_validation_modes(api, ns):
+    doc = pod_manifest("fv")
+    doc["spec"]["bogusField"] = 1
+    path = f"/api/v1/namespaces/{ns}/pods"
+    st = api.post(f"{path}?fieldValidation=Strict", doc)
+    assert st.status in (400, 422), st
+    assert "spec.bogusField" in st.body.decode(), st
+    assert api.get(f"{path}/fv").status == 404
+
+    r = api.post(f"{path}?fieldValidation=Warn", doc)
+    assert r.status == 201, r
+    warning = r.headers.get("Warning", "")
+    assert warning.startswith("299 - ") and 'unknown field \\"spec.bogusField\\"' in warning, warning
+
+    doc["metadata"]["name"] = "fv2"
+    r = api.post(f"{path}?fieldValidation=Ignore", doc)
+    assert r.status == 201, r
+    assert r.headers.get("Warning") is None
+    # The unknown field is not stored.
+    assert "bogusField" not in api.get(f"{path}/fv2").json()["spec"]
+
+
+def test_pagination(api, ns):
+    for i in range(5):
+        api.create_pod(ns, f"pg{i}")
+    names, cont, pages = [], "", 0
+    while True:
+        q = f"limit=2&continue={cont}" if cont else "limit=2"
+        r = api.get(f"/api/v1/namespaces/{ns}/pods?{q}")
+        assert r.status == 200, r
+        lst = r.json()
+        assert len(lst["items"]) <= 2
+        names += [p["metadata"]["name"] for p in lst["items"]]
+        pages += 1
+        cont = lst["metadata"].get("continue", "")
+        if not cont:
+            break
+        assert lst["metadata"].get("remainingItemCount", 1) >= 1
+    assert sorted(names) == [f"pg{i}" for i in range(5)] and pages == 3
+
+
+def test_list_at_resource_version_zero_and_exact(api, ns):
+    api.create_pod(ns, "rv0")
+    r = api.get(f"/api/v1/namespaces/{ns}/pods?resourceVersion=0")
+    assert r.status == 200 and [p["metadata"]["name"] for p in r.json()["items"]] == ["rv0"], r
+
+
+# ---------------------------------------------------------------- strategic merge directives
+
+
+def service(name: str, ports: list[int]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"name": f"p{p}", "port": p, "protocol": "TCP"} for p in ports]},
+    }
+
+
+def smp(api, path, body):
+    r = api.request("PATCH", path, body, content_type="application/strategic-merge-patch+json")
+    assert r.status == 200, r
+    return r.json()
+
+
+def test_strategic_merge_directives(api, ns):
+    r = api.post(f"/api/v1/namespaces/{ns}/services", service("smp", [80, 443]))
+    assert r.status == 201, r
+    path = f"/api/v1/namespaces/{ns}/services/smp"
+    ports = lambda o: [p["port"] for p in o["spec"]["ports"]]  # noqa: E731
+
+    # Lists with a merge key (ports: port) merge instead of replacing.
+    o = smp(api, path, {"spec": {"ports": [{"name": "p8080", "port": 8080, "protocol": "TCP"}]}})
+    assert ports(o) == [80, 443, 8080]
+    # $patch: delete removes the keyed element.
+    o = smp(api, path, {"spec": {"ports": [{"port": 443, "$patch": "delete"}]}})
+    assert ports(o) == [80, 8080]
+    # $setElementOrder orders the merged list.
+    o = smp(api, path, {"spec": {"$setElementOrder/ports": [{"port": 8080}, {"port": 80}]}})
+    assert ports(o) == [8080, 80]
+    # $patch: replace on a map replaces it whole.
+    o = smp(api, path, {"spec": {"selector": {"$patch": "replace", "tier": "x"}}})
+    assert o["spec"]["selector"] == {"tier": "x"}
+    # null deletes a map key.
+    o = smp(api, path, {"metadata": {"labels": {"a": "1", "b": "2"}}})
+    o = smp(api, path, {"metadata": {"labels": {"a": None}}})
+    assert o["metadata"]["labels"] == {"b": "2"}
+
+
+def test_strategic_merge_on_pod_containers(api, ns):
+    doc = pod_manifest("smpod")
+    doc["spec"]["containers"].append({"name": "side", "image": "busybox:1.36"})
+    assert api.post(f"/api/v1/namespaces/{ns}/pods", doc).status == 201
+    o = smp(api, f"/api/v1/namespaces/{ns}/pods/smpod",
+            {"spec": {"$setElementOrder/containers": [{"name": "main"}, {"name": "side"}],
+                      "containers": [{"name": "side", "image": "busybox:1.37"}]}})  # fmt: skip
+    assert [(c["name"], c["image"]) for c in o["spec"]["containers"]] == [
+        ("main", "busybox:1.36"), ("side", "busybox:1.37"),
+    ]  # fmt: skip
+
+
+def test_json_patch_test_op_failure_is_422(api, ns):
+    api.create_pod(ns, "jpt")
+    r = api.request(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/pods/jpt",
+        [{"op": "test", "path": "/metadata/name", "value": "other"}],
+        content_type="application/json-patch+json",
+    )
+    assert r.status == 422, r
+
+
+# ---------------------------------------------------------------- other kinds
+
+
+def test_lease_crud(api):
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "e2e-lease"},
+        "spec": {"holderIdentity": "me", "leaseDurationSeconds": 40},
+    }
+    path = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
+    r = api.post(path, body)
+    assert r.status == 201, r
+    got = api.get(f"{path}/e2e-lease").json()
+    assert got["spec"]["holderIdentity"] == "me"
+    st = assert_status(api.post(path, body), 409, "AlreadyExists")
+    assert st["message"] == 'leases.coordination.k8s.io "e2e-lease" already exists'
+    assert st["details"]["group"] == "coordination.k8s.io"
+
+
+def test_node_lease_exists(api, server):
+    r = api.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{server.node_name}")
+    assert r.status == 200, r
+    assert r.json()["spec"]["holderIdentity"] == server.node_name
+
+
+def test_events_by_involved_object(api, ns):
+    ev = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "x.1"},
+        "involvedObject": {"kind": "Pod", "name": "x", "namespace": ns, "uid": "u-1"},
+        "reason": "Testing",
+        "message": "hello",
+        "type": "Normal",
+        "count": 1,
+    }
+    r = api.post(f"/api/v1/namespaces/{ns}/events", ev)
+    assert r.status == 201, r
+    sel = "involvedObject.name%3Dx,involvedObject.uid%3Du-1"
+    r = api.get(f"/api/v1/namespaces/{ns}/events?fieldSelector={sel}")
+    assert [e["reason"] for e in r.json()["items"]] == ["Testing"], r
+    r = api.get(f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3Dy")
+    assert r.json()["items"] == []

@@ -51,6 +51,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// 422 without field causes: a well-formed request whose result cannot be accepted
+    /// (a JSON patch whose operation fails).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("Unauthorized")]
     Unauthorized,
     #[error("{0}")]
@@ -113,7 +117,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownPath => 404,
             ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => 409,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
             ApiError::Forbidden(_) => 403,
@@ -132,7 +136,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownPath => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",

@@ -183,10 +183,18 @@ fn put_list(m: &mut Map<String, Value>, key: &str, v: Vec<Value>) {
     }
 }
 
-/// metav1.Time marshals as RFC 3339 at second precision.
+/// Go's zero `time.Time` as Unix seconds (0001-01-01T00:00:00Z).
+const GO_ZERO_TIME: i64 = -62_135_596_800;
+
+/// metav1.Time marshals as RFC 3339 at second precision. client-go sends the zero time
+/// (an unset creationTimestamp) as an empty message; JSON omits it (`null`).
 fn time(t: Option<meta::Time>) -> Option<String> {
     let t = t?;
-    let dt = DateTime::from_timestamp(t.seconds.unwrap_or(0), 0)?;
+    let seconds = t.seconds.unwrap_or(0);
+    if (seconds == 0 && t.nanos.unwrap_or(0) == 0) || seconds == GO_ZERO_TIME {
+        return None;
+    }
+    let dt = DateTime::from_timestamp(seconds, 0)?;
     Some(dt.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
@@ -375,7 +383,7 @@ fn service(obj: &mut Map<String, Value>, s: core::Service) {
     put_opt(
         &mut out,
         "publishNotReadyAddresses",
-        spec.publish_not_ready_addresses,
+        spec.publish_not_ready_addresses.filter(|b| *b),
     );
     if let Some(cfg) = spec.session_affinity_config {
         let mut client_ip = Map::new();

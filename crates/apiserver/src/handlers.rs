@@ -184,11 +184,7 @@ fn shape(accept: &str) -> Shape {
 const TABLE_CT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
 fn include_object(q: &request::Query) -> table::IncludeObject {
-    match q.include_object.as_deref() {
-        Some("None") => table::IncludeObject::None,
-        Some("Object") => table::IncludeObject::Object,
-        _ => table::IncludeObject::Metadata,
-    }
+    table::IncludeObject::from_query(q.include_object.as_deref().unwrap_or("")).unwrap_or_default()
 }
 
 fn field_validation(q: &request::Query) -> FieldValidation {
@@ -205,9 +201,13 @@ fn field_validation(q: &request::Query) -> FieldValidation {
 fn decode_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let ct = content_type.split(';').next().unwrap_or("").trim();
     match ct {
-        "application/vnd.kubernetes.protobuf" => podium_api::protobuf::decode(body)
-            .map_err(|e| ApiError::BadRequest(format!("decoding protobuf body: {e}"))),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_norway::from_slice(body)
+        "application/vnd.kubernetes.protobuf" => podium_api::protobuf::decode(body).map_err(|e| {
+            if e.is_unsupported_media_type() {
+                ApiError::UnsupportedMediaType(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("decoding protobuf body: {e}"))
+            }
+        }),        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_norway::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}"))),
         "" | "application/json" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}"))),

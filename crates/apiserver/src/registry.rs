@@ -254,7 +254,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         check_type(r, &mut obj)?;
-        let warnings = self.check_unknown_fields(r, &obj, opts)?;
+        let warnings = self.check_fields(r, &obj, opts)?;
         // The namespace comes from the URL; a different one in the body is an error.
         if r.namespaced() {
             let Some(ns) = ns else {
@@ -324,12 +324,15 @@ impl Registry {
         })
     }
 
-    fn check_unknown_fields(
+    /// Rejects values of the wrong type (always) and unknown fields (by the field
+    /// validation mode); returns the warnings to send for unknown fields under Warn.
+    fn check_fields(
         &self,
         r: &ResourceInfo,
         obj: &Value,
         opts: &WriteOptions,
     ) -> Result<Vec<String>, ApiError> {
+        reject(r, obj, admission::decode_errors(r, obj))?;
         if matches!(opts.field_validation, FieldValidation::Ignore) {
             return Ok(Vec::new());
         }
@@ -365,7 +368,6 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         check_type(r, &mut new)?;
-        let warnings = self.check_unknown_fields(r, &new, opts)?;
         match meta::name(&new) {
             "" => meta::set(&mut new, "name", json!(name)),
             n if n != name => {
@@ -392,11 +394,8 @@ impl Registry {
             "" => None,
             rv => Some(parse_resource_version(rv)?),
         };
-        let mut w = self
-            .write_loop(r, ns, name, sub, client_rv, opts, |_old| Ok(new.clone()))
-            .await?;
-        w.warnings.extend(warnings);
-        Ok(w)
+        self.write_loop(r, ns, name, sub, client_rv, opts, |_old| Ok(new.clone()))
+            .await
     }
 
     /// Applies a patch (PATCH). An apply patch creates the object when it does not exist.
@@ -446,7 +445,13 @@ impl Registry {
         // A patch that names a resourceVersion is a precondition on it.
         let patched_rv = |old: &Value| -> Result<Value, ApiError> {
             patch::apply_patch(r.kind, old, patch_type, &body)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))
+                .map_err(|e| {
+                    if e.is_invalid_result() {
+                        ApiError::Unprocessable(e.to_string())
+                    } else {
+                        ApiError::BadRequest(e.to_string())
+                    }
+                })
         };
         self.write_loop(r, ns, name, sub, None, opts, patched_rv)
             .await
@@ -480,6 +485,7 @@ impl Registry {
             }
             let mut desired = change(&old)?;
             check_type(r, &mut desired)?;
+            let warnings = self.check_fields(r, &desired, opts)?;
             // A patch may carry a resourceVersion: then it is a precondition too.
             let patch_rv = match meta::resource_version(&desired) {
                 "" => None,
@@ -492,7 +498,10 @@ impl Registry {
                     }
                 }
             }
-            let merged = merge_for_update(r, sub, &old, desired);
+            let mut merged = merge_for_update(r, sub, &old, desired);
+            if sub.is_none() {
+                admission::default_on_update(r, &mut merged);
+            }
             let errors = if sub.is_some() {
                 Vec::new()
             } else {
@@ -506,14 +515,14 @@ impl Registry {
             if same_ignoring_rv(&old, &merged) {
                 return Ok(Written {
                     object: old,
-                    warnings: Vec::new(),
+                    warnings: warnings.clone(),
                     created: false,
                 });
             }
             if opts.dry_run {
                 return Ok(Written {
                     object: merged,
-                    warnings: Vec::new(),
+                    warnings: warnings.clone(),
                     created: false,
                 });
             }
@@ -527,7 +536,7 @@ impl Registry {
                     Ok(obj) => {
                         return Ok(Written {
                             object: obj,
-                            warnings: Vec::new(),
+                            warnings: warnings.clone(),
                             created: false,
                         })
                     }
@@ -543,7 +552,7 @@ impl Registry {
                 Ok(obj) => {
                     return Ok(Written {
                         object: obj,
-                        warnings: Vec::new(),
+                        warnings: warnings.clone(),
                         created: false,
                     })
                 }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use podium_api::{resources, ApiError};
+use podium_apiserver::events::{EventRecorder, EventType};
 use podium_apiserver::registry::{Registry, WriteOptions};
 
 use crate::hostinfo;
@@ -213,8 +214,23 @@ impl NodeAgent {
         }
     }
 
+    /// Records an event about this Node. As kubelet does, the involved object's uid is the
+    /// node name: that is what `kubectl describe node` selects events by.
+    async fn node_event(&self, reason: &str, message: &str) {
+        let involved = json!({
+            "kind": "Node",
+            "apiVersion": "v1",
+            "metadata": {"name": self.node_name, "uid": self.node_name},
+        });
+        let recorder = EventRecorder::new(self.registry.clone(), "kubelet", &self.node_name);
+        if let Err(e) = recorder.record(&involved, EventType::Normal, reason, message).await {
+            tracing::warn!("recording node event {reason}: {e}");
+        }
+    }
+
     /// Registers, then heartbeats until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        self.node_event("Starting", "Starting podium node agent.").await;
         while let Err(e) = self.register().await {
             tracing::warn!("registering node {}: {e}", self.node_name);
             tokio::select! {
@@ -222,6 +238,7 @@ impl NodeAgent {
                 _ = shutdown.changed() => return,
             }
         }
+        self.node_event("RegisteredNode", &format!("Node {} event: Registered Node {} in Controller", self.node_name, self.node_name)).await;
         let mut lease = tokio::time::interval(LEASE_EVERY);
         let mut status = tokio::time::interval(STATUS_EVERY);
         status.tick().await;

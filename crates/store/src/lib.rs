@@ -21,6 +21,7 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 
 pub use selector::{FieldSelector, LabelSelector};
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A store revision; surfaces as `metadata.resourceVersion` (a decimal string).
 pub type Revision = i64;
@@ -75,10 +76,12 @@ impl Filter {
 #[derive(Debug, Clone, Default)]
 pub struct ListOptions {
     pub filter: Filter,
-    /// At most this many items; `continue_token` then says where to go on.
+    /// At most this many (matching) items; the result's `continue_after` then says where
+    /// to go on. `None` or `Some(0)`: no limit.
     pub limit: Option<usize>,
     /// The key after which the previous page ended (opaque to clients; the API server
-    /// encodes it).
+    /// encodes it). Each page is read at the store's revision of that moment, not at the
+    /// first page's.
     pub continue_after: Option<String>,
 }
 
@@ -88,9 +91,9 @@ pub struct ListResult {
     pub items: Vec<Value>,
     /// The store's revision at the time of the list.
     pub revision: Revision,
-    /// Set when `limit` cut the list: the last key returned.
+    /// Set when `limit` cut the list and matching items remain: the last key returned.
     pub continue_after: Option<String>,
-    /// Items left after this page, when cut.
+    /// Matching items left after this page, when cut.
     pub remaining: Option<u64>,
 }
 
@@ -127,7 +130,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListResult, StoreError>;
 
     /// Every change under `prefix` after revision `after`, then live changes, filtered.
-    /// An object that starts or stops matching the filter is reported as Added/Deleted.
+    /// An object that starts or stops matching the filter is reported as Added/Deleted
+    /// (Deleted carrying the new state). Fails with Compacted when `after` is older than
+    /// the compacted revision (`after == compacted` is fine). A stream that cannot
+    /// deliver every change (its history was compacted while it lagged) yields one
+    /// `Err` and ends; the client must re-list. The stream ends when the store closes.
+    /// Bookmarks are the API server's business; stores do not produce them.
     async fn watch(
         &self,
         prefix: &str,
@@ -138,6 +146,8 @@ pub trait Store: Send + Sync + 'static {
     /// The newest revision written.
     async fn current_revision(&self) -> Result<Revision, StoreError>;
 
-    /// Forgets the change log up to and including `revision`.
+    /// Forgets the change log up to and including `revision`; the current state is kept.
+    /// Compacting to an already compacted revision is a no-op; to a revision newer than
+    /// the current one is an error.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
 }

@@ -92,10 +92,16 @@ pub fn validate_create(resource: &ResourceInfo, obj: &Value) -> Vec<FieldError> 
     errs
 }
 
-/// Validation of a replacement: the new object as on create, plus immutability rules.
+/// Validation of a replacement: the new object (defaulted as by [`default_on_update`]) as on
+/// create, plus immutability rules: metadata name, namespace and uid for every kind; for a
+/// Pod, the spec except images, activeDeadlineSeconds and added tolerations.
 pub fn validate_update(resource: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errs = meta::validate_object_meta_update(old, new);
-    errs.extend(validate_create(resource, new));
+    // A replacement may omit defaulted fields (a manifest re-applied); Kubernetes defaults
+    // it before validating, so do the same on a copy.
+    let mut defaulted = new.clone();
+    default_on_update(resource, &mut defaulted);
+    errs.extend(validate_create(resource, &defaulted));
     match resource.kind {
         "Pod" => errs.extend(pod::validate_pod_update(old, new)),
         _ => errs.extend(other_kinds::validate_other_update(resource, old, new)),

@@ -536,3 +536,77 @@ fn apply_patch_type_apply_merges_yaml() {
     assert_eq!(out["metadata"]["labels"]["x"], "y");
     assert_eq!(out["metadata"]["labels"]["app"], "web");
 }
+
+/// The live pod of the captures below (created from a manifest with containers a and b).
+fn captured_live() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "uid": "u", "resourceVersion": "1",
+            "labels": {"app": "web", "disktype": "ssd"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "spec": {"containers": [{"image": "busybox:1.35", "name": "a"}, {"image": "nginx", "name": "b"}]}})
+}
+
+#[test]
+fn captured_kubectl_1_32_client_side_apply() {
+    // Exactly what `kubectl apply -f p.yaml` sent (label disktype and container b removed,
+    // image of a changed).
+    let body = br#"{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"annotations\":{},\"labels\":{\"app\":\"web\"},\"name\":\"p\",\"namespace\":\"default\"},\"spec\":{\"containers\":[{\"image\":\"busybox:1.36\",\"name\":\"a\"}]}}\n"},"labels":{"disktype":null}},"spec":{"$setElementOrder/containers":[{"name":"a"}],"containers":[{"image":"busybox:1.36","name":"a"},{"$patch":"delete","name":"b"}]}}"#;
+    let out = apply_patch("Pod", &captured_live(), PatchType::StrategicMerge, body).unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+    assert_eq!(
+        out["spec"]["containers"],
+        json!([{"image": "busybox:1.36", "name": "a"}])
+    );
+    assert_eq!(out["metadata"]["uid"], "u");
+    assert!(
+        out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap()
+            .contains("busybox:1.36")
+    );
+}
+
+#[test]
+fn captured_kubectl_1_32_label_annotate_and_server_side_apply() {
+    let out = apply_patch(
+        "Pod",
+        &captured_live(),
+        PatchType::Merge,
+        br#"{"metadata":{"labels":{"disktype":null,"env":"prod"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"app": "web", "env": "prod"})
+    );
+    let out = apply_patch(
+        "Pod",
+        &out,
+        PatchType::Merge,
+        br#"{"metadata":{"annotations":{"note":"hi"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(out["metadata"]["annotations"]["note"], "hi");
+    assert_eq!(out["metadata"]["annotations"].as_object().unwrap().len(), 2);
+
+    // `kubectl apply --server-side` (manager kubectl, force=false).
+    let body = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"labels":{"app":"web"},"name":"p","namespace":"default"},"spec":{"containers":[{"image":"busybox:1.36","name":"a"}]}}"#;
+    let applied = parse_apply_body(body).unwrap();
+    let out = server_side_apply_at(
+        "Pod",
+        Some(&captured_live()),
+        &applied,
+        "kubectl",
+        false,
+        t0(),
+    )
+    .unwrap();
+    assert_eq!(out["spec"]["containers"][0]["image"], "busybox:1.36");
+    // Fields absent from the applied configuration are kept (create-or-update semantics).
+    assert_eq!(out["spec"]["containers"][1]["name"], "b");
+    assert_eq!(
+        out["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:app": {}}},
+               "f:spec": {"f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:image": {}, "f:name": {}}}}})
+    );
+}

@@ -294,3 +294,50 @@ fn eviction_and_delete_options() {
         json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"})
     );
 }
+
+/// Bodies captured from kubectl 1.32 (`kubectl create secret generic sx --from-literal=a=b`,
+/// `create configmap cx --from-literal=k=v`, `create namespace nx`, `create serviceaccount
+/// sa1`, `create service clusterip web --tcp=80:8080`), all in namespace default.
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn real_kubectl_bodies() {
+    let secret = hex("6b3873000a0c0a027631120653656372657412250a190a02737812001a0764656661756c7422002a0032003800420012060a01611201621a001a002200");
+    assert_eq!(
+        decode(&secret).unwrap(),
+        json!({"kind": "Secret", "apiVersion": "v1",
+               "metadata": {"name": "sx", "namespace": "default"}, "data": {"a": "Yg=="}})
+    );
+    let cm = hex("6b3873000a0f0a0276311209436f6e6669674d617012230a190a02637812001a0764656661756c7422002a0032003800420012060a016b1201761a002200");
+    assert_eq!(
+        decode(&cm).unwrap(),
+        json!({"kind": "ConfigMap", "apiVersion": "v1",
+               "metadata": {"name": "cx", "namespace": "default"}, "data": {"k": "v"}})
+    );
+    let ns = hex("6b3873000a0f0a02763112094e616d657370616365121a0a120a026e7812001a0022002a0032003800420012001a020a001a002200");
+    assert_eq!(
+        decode(&ns).unwrap(),
+        json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "nx"}, "spec": {}, "status": {}})
+    );
+    let sa = hex("6b3873000a140a027631120e536572766963654163636f756e74121c0a1a0a0373613112001a0764656661756c7422002a003200380042001a002200");
+    assert_eq!(
+        decode(&sa).unwrap(),
+        json!({"kind": "ServiceAccount", "apiVersion": "v1", "metadata": {"name": "sa1", "namespace": "default"}})
+    );
+    let svc = hex("6b3873000a0d0a02763112075365727669636512700a260a0377656212001a0764656661756c7422002a003200380042005a0a0a03617070120377656212420a1b0a0738302d38303830120354435018502207080010903f1a002800120a0a0361707012037765621a002209436c757374657249503a00420052005a00600068001a020a001a002200");
+    let v = decode(&svc).unwrap();
+    assert_eq!(
+        v["metadata"],
+        json!({"name": "web", "namespace": "default", "labels": {"app": "web"}})
+    );
+    assert_eq!(
+        v["spec"],
+        json!({"ports": [{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+               "selector": {"app": "web"}, "type": "ClusterIP"})
+    );
+}

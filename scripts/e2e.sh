@@ -3,7 +3,8 @@
 # `kubernetes` client. One venv per client version is created (or reused) under
 # ${PODIUM_CACHE:-/var/cache/podium-test}, keyed by a hash of its requirements file.
 # The whole suite runs with the 37.x client; the Python-client file runs again with 32.x.
-# Extra arguments are passed to pytest (e.g. `scripts/e2e.sh -k watch -x`).
+# Extra arguments are passed to pytest (e.g. `scripts/e2e.sh -k watch -x`); pytest runs in
+# tests/e2e. PODIUM_BIN selects the binary (else a debug build is made); PYTHON the interpreter.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import ssl
@@ -300,18 +299,18 @@ class Server:
         env.update(HOME=str(self.home), KUBECACHEDIR=str(self.cachedir), KUBECONFIG=str(self.kubeconfig_path))
         return env
 
-    def start(self) -> None:
-        self.starts += 1
-        cmd = [
-            str(podium_bin()),
-            "server",
+    def flags(self) -> list[str]:
+        return [
             "--data-dir", str(self.data_dir),
             "--https-listen-port", str(self.port),
             "--bind-address", "127.0.0.1",
             "--write-kubeconfig", str(self.kubeconfig_path),
             "--node-name", self.node_name,
-            *self.extra_args,
         ]  # fmt: skip
+
+    def start(self) -> None:
+        self.starts += 1
+        cmd = [str(podium_bin()), "server", *self.flags(), *self.extra_args]
         log = open(self.log_path, "a")
         log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n")
         log.flush()
@@ -383,6 +382,27 @@ def server(tmp_path_factory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def spawn(request, tmp_path_factory):
+    """Makes (unstarted) servers for one test; their logs go into its failure report and
+    they are stopped when it ends."""
+    made: list[Server] = []
+    request.node.podium_servers = made
+
+    def make(node_name: str = "podium-e2e", cls: type[Server] = Server) -> Server:
+        workdir = Path(tempfile.mkdtemp(prefix="podium-", dir=tmp_path_factory.getbasetemp()))
+        srv = cls(workdir, node_name=node_name)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        try:
+            srv.stop()
+        except RuntimeError as e:
+            print(e)
 
 
 @pytest.fixture(scope="module")

@@ -572,7 +572,7 @@ def test_label_selectors(kubectl, labelled, selector, want):
         ("metadata.name!=pa,metadata.name!=pb", ["pc"]),
         ("status.phase=Pending", ["pa", "pb", "pc"]),
         ("status.phase!=Pending", []),
-        (f"metadata.namespace!=default", ["pa", "pb", "pc"]),
+        ("metadata.namespace!=default", ["pa", "pb", "pc"]),
     ],
 )
 def test_field_selectors(kubectl, labelled, selector, want):
@@ -685,14 +685,21 @@ def test_wait_for_jsonpath_and_delete(kubectl, api, ns):
     api.create_pod(ns, "waited")
     out = kubectl("wait", "--for=jsonpath={.status.phase}=Pending", "pod/waited", "-n", ns, "--timeout=20s")
     assert out.strip() == "pod/waited condition met"
-    p = kubectl.popen("wait", "--for=delete", "pod/waited", "-n", ns, "--timeout=30s")
-    time.sleep(2)  # let kubectl find the pod and start watching it
-    kubectl("delete", "pod", "waited", "-n", ns, "--wait=false")
+    import subprocess
+
+    from conftest import KUBECTL
+
+    p = subprocess.Popen([KUBECTL, "wait", "--for=delete", "pod/waited", "-n", ns, "--timeout=30s"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl.env)  # fmt: skip
     try:
-        out, err = p.proc.communicate(timeout=30)
+        time.sleep(2)  # let kubectl find the pod and start watching it
+        kubectl("delete", "pod", "waited", "-n", ns, "--wait=false")
+        out, err = p.communicate(timeout=40)
     finally:
-        p.stop()
-    assert p.proc.returncode == 0, err
+        if p.poll() is None:
+            p.kill()
+            p.communicate(timeout=10)
+    assert p.returncode == 0, err
     assert out.strip() == "pod/waited condition met", (out, err)
 
 
@@ -746,3 +753,14 @@ def test_create_service(kubectl, ns):
     svc = json.loads(kubectl("get", "svc", "my-svc", "-n", ns, "-o", "json"))
     assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
     assert svc["spec"]["clusterIP"].startswith("10.43."), svc["spec"]
+
+
+def test_wrong_token(kubectl):
+    p = kubectl.fails("--token=wrong", "get", "pods")
+    last = p.stderr.strip().splitlines()[-1]
+    # Which line depends on whether kubectl's discovery cache is warm (then the GET itself
+    # gets the 401 Status) or cold (discovery gets it); both are kubectl's lines for a 401.
+    assert last in (
+        "error: You must be logged in to the server (Unauthorized)",
+        "error: You must be logged in to the server (the server has asked for the client to provide credentials)",
+    ), p.stderr

@@ -206,6 +206,43 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
 ];
 
+/// Whether `field` may be used in a field selector on `r`, as kube-apiserver allows:
+/// `metadata.name` and `metadata.namespace` everywhere, plus each kind's own.
+pub fn supports_field_label(r: &ResourceInfo, field: &str) -> bool {
+    let specific: &[&str] = match r.kind {
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "Secret" => &["type"],
+        "Node" => &["spec.unschedulable"],
+        "Namespace" => &["status.phase"],
+        "Service" => &["spec.clusterIP", "spec.type"],
+        _ => &[],
+    };
+    field == "metadata.name" || field == "metadata.namespace" || specific.contains(&field)
+}
+
 /// Looks a resource up by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     RESOURCES

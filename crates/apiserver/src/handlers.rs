@@ -86,7 +86,7 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Bo
     resp
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
@@ -162,7 +162,7 @@ async fn dispatch(state: &ApiState, req: Request<Incoming>) -> Result<Response<B
             Some(doc) => ok(doc),
             None => Err(ApiError::UnknownPath),
         },
-        Route::Resource(rr) => resource(state, rr, req, &accept).await,
+        Route::Resource(rr) => resource(state, *rr, req, &accept).await,
     }
 }
 

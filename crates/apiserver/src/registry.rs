@@ -209,7 +209,7 @@ impl Registry {
         ns: Option<&str>,
         p: &ListParams,
     ) -> Result<Listed, ApiError> {
-        let filter = parse_filter(&p.label_selector, &p.field_selector)?;
+        let filter = parse_filter(r, &p.label_selector, &p.field_selector)?;
         let res = self
             .store
             .list(
@@ -254,7 +254,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         check_type(r, &mut obj)?;
-        let warnings = self.check_fields(r, &obj, opts)?;
+        let warnings = self.check_fields(r, &mut obj, opts)?;
         // The namespace comes from the URL; a different one in the body is an error.
         if r.namespaced() {
             let Some(ns) = ns else {
@@ -274,7 +274,8 @@ impl Registry {
         } else {
             meta::metadata_mut(&mut obj).remove("namespace");
         }
-        if meta::name(&obj).is_empty() && !meta::generate_name(&obj).is_empty() {
+        let generated = meta::name(&obj).is_empty() && !meta::generate_name(&obj).is_empty();
+        if generated {
             let n = generated_name(meta::generate_name(&obj));
             meta::set(&mut obj, "name", json!(n));
         }
@@ -293,6 +294,9 @@ impl Registry {
         }
         admission::default_on_create(r, &mut obj);
         let mut errors = admission::validate_create(r, &obj);
+        if generated {
+            blame_generate_name(&mut errors, &obj);
+        }
         if errors.is_empty() {
             errors = admission::unsupported_fields(r, &obj);
         }
@@ -329,31 +333,27 @@ impl Registry {
     fn check_fields(
         &self,
         r: &ResourceInfo,
-        obj: &Value,
+        obj: &mut Value,
         opts: &WriteOptions,
     ) -> Result<Vec<String>, ApiError> {
         reject(r, obj, admission::decode_errors(r, obj))?;
-        if matches!(opts.field_validation, FieldValidation::Ignore) {
-            return Ok(Vec::new());
-        }
         let unknown = admission::unknown_fields(r, obj);
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
-        match opts.field_validation {
-            FieldValidation::Strict => {
-                reject(
-                    r,
-                    obj,
-                    unknown.iter().map(|p| unknown_field_error(p)).collect(),
-                )?;
-                Ok(Vec::new())
-            }
-            _ => Ok(unknown
+        if opts.field_validation == FieldValidation::Strict {
+            let errors = unknown.iter().map(|p| unknown_field_error(p)).collect();
+            reject(r, obj, errors)?;
+        }
+        // Unknown fields are dropped, never stored.
+        admission::prune_unknown_fields(r, obj);
+        Ok(match opts.field_validation {
+            FieldValidation::Warn => unknown
                 .iter()
                 .map(|p| format!("unknown field {p:?}"))
-                .collect()),
-        }
+                .collect(),
+            _ => Vec::new(),
+        })
     }
 
     /// Replaces an object (PUT), on the main resource or a subresource (`status`,
@@ -444,14 +444,13 @@ impl Registry {
         let body = body.to_vec();
         // A patch that names a resourceVersion is a precondition on it.
         let patched_rv = |old: &Value| -> Result<Value, ApiError> {
-            patch::apply_patch(r.kind, old, patch_type, &body)
-                .map_err(|e| {
-                    if e.is_invalid_result() {
-                        ApiError::Unprocessable(e.to_string())
-                    } else {
-                        ApiError::BadRequest(e.to_string())
-                    }
-                })
+            patch::apply_patch(r.kind, old, patch_type, &body).map_err(|e| {
+                if e.is_invalid_result() {
+                    ApiError::Unprocessable(e.to_string())
+                } else {
+                    ApiError::BadRequest(e.to_string())
+                }
+            })
         };
         self.write_loop(r, ns, name, sub, None, opts, patched_rv)
             .await
@@ -485,7 +484,7 @@ impl Registry {
             }
             let mut desired = change(&old)?;
             check_type(r, &mut desired)?;
-            let warnings = self.check_fields(r, &desired, opts)?;
+            let warnings = self.check_fields(r, &mut desired, opts)?;
             // A patch may carry a resourceVersion: then it is a precondition too.
             let patch_rv = match meta::resource_version(&desired) {
                 "" => None,
@@ -688,7 +687,7 @@ impl Registry {
             ));
         }
         let pods = pods();
-        self.modify(pods, Some(ns), name, None, |old| {
+        self.modify(pods, Some(ns), name, Some("binding"), |old| {
             if old.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::Conflict {
                     target: podium_api::error::Target::new("", "pods", name),
@@ -773,7 +772,7 @@ impl Registry {
                     vec![FieldError::invalid(
                         field,
                         requested.clone(),
-                        &format!(
+                        format!(
                             "provided IP is not in the valid range. The range of valid IPs is {}",
                             self.settings.service_cidr
                         ),
@@ -815,6 +814,20 @@ impl Registry {
     }
 }
 
+/// A generated name is only as valid as its prefix: report name errors against
+/// `metadata.generateName`, which is what the user wrote.
+fn blame_generate_name(errors: &mut [FieldError], obj: &Value) {
+    let prefix = meta::generate_name(obj).to_string();
+    for e in errors.iter_mut() {
+        if e.field.as_str() == "metadata.name" {
+            e.field = FieldPath::root("metadata").child("generateName");
+            if let podium_api::FieldErrorKind::Invalid(v) = &mut e.kind {
+                *v = json!(prefix);
+            }
+        }
+    }
+}
+
 /// Parses `a.b.c.d/n`.
 pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u32)> {
     let (ip, prefix) = cidr.split_once('/')?;
@@ -831,9 +844,17 @@ pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u32)> {
     Some((Ipv4Addr::from(u32::from(ip) & mask), prefix))
 }
 
-pub fn parse_filter(labels: &str, fields: &str) -> Result<Filter, ApiError> {
+pub fn parse_filter(r: &ResourceInfo, labels: &str, fields: &str) -> Result<Filter, ApiError> {
     let labels = LabelSelector::parse(labels).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let fields = FieldSelector::parse(fields).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    for req in fields.requirements() {
+        if !resources::supports_field_label(r, &req.field) {
+            return Err(ApiError::BadRequest(format!(
+                "field label not supported: {}",
+                req.field
+            )));
+        }
+    }
     Ok(Filter { labels, fields })
 }
 
@@ -872,6 +893,18 @@ fn merge_for_update(r: &ResourceInfo, sub: Option<&str>, old: &Value, desired: V
                         m.remove("status");
                     }
                 }
+            }
+            out
+        }
+        // The binding subresource sets the node and the PodScheduled condition only.
+        Some("binding") => {
+            let mut out = old.clone();
+            out["spec"]["nodeName"] = desired
+                .pointer("/spec/nodeName")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Some(s) = desired.get("status") {
+                out["status"] = s.clone();
             }
             out
         }
@@ -937,8 +970,17 @@ fn finalized(r: &ResourceInfo, obj: &Value) -> bool {
     }
     match r.kind {
         "Namespace" => empty("/spec/finalizers"),
-        // Pods on a node are removed by their node agent once their containers are gone.
-        "Pod" => false,
+        // Pods on a node are removed by their node agent once their containers are gone;
+        // others (unbound, terminal, or with no grace left) go now.
+        "Pod" => matches!(
+            deletion_plan(
+                r,
+                obj,
+                obj.pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            ),
+            DeletionPlan::Now
+        ),
         _ => true,
     }
 }

@@ -24,7 +24,7 @@ pub enum Route {
     },
     /// `/openapi/v3` (index) or `/openapi/v3/<path>`.
     OpenApiV3(Option<String>),
-    Resource(ResourceRequest),
+    Resource(Box<ResourceRequest>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,27 +203,21 @@ pub fn parse(method: &http::Method, path: &str, query: &str) -> Result<Route, Ap
             group: String::new(),
             version: "v1".into(),
         },
-        ["apis", group] => {
-            if resources::group_versions().iter().any(|(g, _)| g == group) {
-                Route::Group(group.to_string())
-            } else {
-                return Err(ApiError::UnknownPath);
+        ["apis", group] if resources::group_versions().iter().any(|(g, _)| g == group) => {
+            Route::Group(group.to_string())
+        }
+        ["apis", group, version] if resources::group_versions().contains(&(group, version)) => {
+            Route::ResourceList {
+                group: group.to_string(),
+                version: version.to_string(),
             }
         }
-        ["apis", group, version] => {
-            if resources::group_versions().contains(&(group, version)) {
-                Route::ResourceList {
-                    group: group.to_string(),
-                    version: version.to_string(),
-                }
-            } else {
-                return Err(ApiError::UnknownPath);
-            }
+        ["api", "v1", rest @ ..] => {
+            Route::Resource(Box::new(parse_resource(method, "", "v1", rest, query)?))
         }
-        ["api", "v1", rest @ ..] => Route::Resource(parse_resource(method, "", "v1", rest, query)?),
-        ["apis", group, version, rest @ ..] => {
-            Route::Resource(parse_resource(method, group, version, rest, query)?)
-        }
+        ["apis", group, version, rest @ ..] => Route::Resource(Box::new(parse_resource(
+            method, group, version, rest, query,
+        )?)),
         _ => return Err(ApiError::UnknownPath),
     };
     Ok(route)
@@ -304,7 +298,7 @@ mod tests {
 
     fn res(method: Method, path: &str, query: &str) -> ResourceRequest {
         match parse(&method, path, query).unwrap() {
-            Route::Resource(r) => r,
+            Route::Resource(r) => *r,
             other => panic!("not a resource route: {other:?}"),
         }
     }

@@ -69,7 +69,7 @@ pub async fn start(
     table: Option<table::IncludeObject>,
 ) -> Result<Response<Body>, ApiError> {
     let reg = state.registry.clone();
-    let filter = registry::parse_filter(&q.label_selector, &q.field_selector)?;
+    let filter = registry::parse_filter(r, &q.label_selector, &q.field_selector)?;
     let rv = q.resource_version.clone().unwrap_or_default();
     let send_initial = q.send_initial_events.unwrap_or(rv.is_empty() || rv == "0");
     // The initial state and the revision to follow from.

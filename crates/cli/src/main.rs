@@ -1,5 +1,6 @@
 //! The `podium` binary: `podium server` runs a whole single-node cluster (API server on an
 //! embedded store, its controllers, and this machine's node registration).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
 mod hostinfo;

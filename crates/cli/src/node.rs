@@ -223,14 +223,18 @@ impl NodeAgent {
             "metadata": {"name": self.node_name, "uid": self.node_name},
         });
         let recorder = EventRecorder::new(self.registry.clone(), "kubelet", &self.node_name);
-        if let Err(e) = recorder.record(&involved, EventType::Normal, reason, message).await {
+        if let Err(e) = recorder
+            .record(&involved, EventType::Normal, reason, message)
+            .await
+        {
             tracing::warn!("recording node event {reason}: {e}");
         }
     }
 
     /// Registers, then heartbeats until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        self.node_event("Starting", "Starting podium node agent.").await;
+        self.node_event("Starting", "Starting podium node agent.")
+            .await;
         while let Err(e) = self.register().await {
             tracing::warn!("registering node {}: {e}", self.node_name);
             tokio::select! {
@@ -238,7 +242,14 @@ impl NodeAgent {
                 _ = shutdown.changed() => return,
             }
         }
-        self.node_event("RegisteredNode", &format!("Node {} event: Registered Node {} in Controller", self.node_name, self.node_name)).await;
+        self.node_event(
+            "RegisteredNode",
+            &format!(
+                "Node {} event: Registered Node {} in Controller",
+                self.node_name, self.node_name
+            ),
+        )
+        .await;
         let mut lease = tokio::time::interval(LEASE_EVERY);
         let mut status = tokio::time::interval(STATUS_EVERY);
         status.tick().await;

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use crate::field::FieldError;
 use crate::resources::ResourceInfo;
 
-pub use strict::{decode_errors, unknown_fields};
+pub use strict::{decode_errors, prune_unknown_fields, unknown_fields};
 pub use unsupported::unsupported_fields;
 
 /// The `?fieldValidation=` query parameter: what to do with unknown or duplicate fields.

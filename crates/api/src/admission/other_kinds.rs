@@ -22,7 +22,10 @@ const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
 /// Defaults every kind but Pod. Only absent fields are set, so this is also right on update.
 pub fn default_other(resource: &ResourceInfo, obj: &mut Value) {
     match resource.kind {
-        "Secret" => set_default(obj, "type", json!("Opaque")),
+        "Secret" => {
+            set_default(obj, "type", json!("Opaque"));
+            fold_string_data(obj);
+        }
         "Namespace" => {
             if let Some(spec) = obj_mut(obj, "spec") {
                 spec.entry("finalizers")
@@ -43,6 +46,36 @@ pub fn default_other(resource: &ResourceInfo, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `stringData` is write-only: Kubernetes merges it into `data` (base64, overriding keys
+/// of the same name) and never stores it.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
     }
 }
 
@@ -296,6 +329,21 @@ pub fn validate_other_update(resource: &ResourceInfo, old: &Value, new: &Value) 
         _ => {}
     }
     errs
+}
+
+#[cfg(test)]
+mod string_data_tests {
+    use super::*;
+
+    #[test]
+    fn string_data_folds_into_data() {
+        let secrets = crate::resources::find("", "v1", "secrets").unwrap();
+        let mut s = json!({"data": {"a": "YQ==", "b": "eA=="}, "stringData": {"b": "y", "c": "z"}});
+        default_other(secrets, &mut s);
+        assert_eq!(s["data"], json!({"a": "YQ==", "b": "eQ==", "c": "eg=="}));
+        assert!(s.get("stringData").is_none());
+        assert_eq!(s["type"], "Opaque");
+    }
 }
 
 #[cfg(test)]

@@ -217,6 +217,42 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
     out
 }
 
+/// Removes the fields [`unknown_fields`] reports, as Kubernetes' decoder drops them under
+/// `fieldValidation=Warn|Ignore`: nothing the kind does not have is ever stored.
+pub fn prune_unknown_fields(resource: &ResourceInfo, obj: &mut Value) {
+    if let Some(Ok(typed)) = round_trip(resource, obj) {
+        if let (Some(input), Some(output)) = (obj.as_object_mut(), typed.as_object()) {
+            input.retain(|k, v| {
+                k == "apiVersion" || k == "kind" || v.is_null() || output.contains_key(k)
+            });
+            for (k, v) in input.iter_mut() {
+                if let Some(o) = output.get(k) {
+                    prune(v, o);
+                }
+            }
+        }
+    }
+}
+
+fn prune(input: &mut Value, output: &Value) {
+    match (input, output) {
+        (Value::Object(i), Value::Object(o)) => {
+            i.retain(|k, v| v.is_null() || o.contains_key(k));
+            for (k, v) in i.iter_mut() {
+                if let Some(ov) = o.get(k) {
+                    prune(v, ov);
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(o)) => {
+            for (v, ov) in i.iter_mut().zip(o.iter()) {
+                prune(v, ov);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn diff(input: &Value, output: &Value, path: &FieldPath, out: &mut Vec<String>) {
     match (input, output) {
         (Value::Object(i), Value::Object(o)) => {
@@ -248,6 +284,18 @@ mod tests {
 
     fn kind(k: &str) -> &'static ResourceInfo {
         find_kind("", k).unwrap()
+    }
+
+    #[test]
+    fn prunes_unknown_fields_only() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "labels": {"x": "y"}},
+            "spec": {"bogus": 1, "containers": [{"name": "c", "image": "i", "imagee": "j"}]}});
+        prune_unknown_fields(kind("Pod"), &mut pod);
+        assert!(unknown_fields(kind("Pod"), &pod).is_empty());
+        assert_eq!(pod["metadata"]["labels"]["x"], "y");
+        assert_eq!(pod["spec"]["containers"][0]["image"], "i");
+        assert!(pod["spec"].get("bogus").is_none());
     }
 
     #[test]

@@ -12,6 +12,11 @@ command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
+# Test images are built from Debian's static busybox.
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# Image tests run a local registry (the CNCF distribution server) with htpasswd auth.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   $SUDO apt-get update -qq

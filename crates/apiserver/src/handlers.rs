@@ -376,12 +376,14 @@ async fn resource(
                     Ok(json_response(StatusCode::OK, TABLE_CT, &t))
                 }
                 Shape::Object => {
-                    let list = json!({
+                    let mut list = json!({
                         "kind": list_kind(r),
                         "apiVersion": r.api_version(),
                         "metadata": lm,
-                        "items": listed.items,
+                        "items": Value::Null,
                     });
+                    // Moved in, not copied: lists can be large.
+                    list["items"] = Value::Array(listed.items);
                     Ok(json_response(StatusCode::OK, "application/json", &list))
                 }
             }
@@ -471,12 +473,13 @@ async fn resource(
             let listed = reg
                 .delete_collection(r, ns, &list_params(q)?, &opts)
                 .await?;
-            let list = json!({
+            let mut list = json!({
                 "kind": list_kind(r),
                 "apiVersion": r.api_version(),
                 "metadata": list_meta(&listed),
-                "items": listed.items,
+                "items": Value::Null,
             });
+            list["items"] = Value::Array(listed.items);
             Ok(json_response(StatusCode::OK, "application/json", &list))
         }
     }

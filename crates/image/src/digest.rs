@@ -84,6 +84,20 @@ impl FromStr for Digest {
     }
 }
 
+/// Serialised as its `sha256:<hex>` string (image metadata).
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Incremental sha256 that also counts bytes.
 #[derive(Clone, Default)]
 pub struct Hasher {

@@ -6,22 +6,40 @@
 //! - [`store`]: the content store, blobs by digest, verified before they become visible.
 //! - [`unpack`]: the safe layer unpacker (the security boundary against hostile layers).
 //! - [`snapshot`]: layer snapshots by chain ID and overlayfs mounts for containers.
-//!
-//! Not here yet (they build on these pieces): pulling through `oci-client` with
-//! credentials and `registries.yaml` mirrors/TLS (a `Fetcher` for [`store`], manifest and
-//! index resolution to linux/amd64, then [`snapshot::Snapshotter::apply_layer`] per
-//! layer), image metadata (name → manifest digest), garbage collection, and the
-//! `podium image` CLI.
+//! - [`registries`]: k3s-format `registries.yaml` (mirrors, per-host auth and TLS).
+//! - [`credentials`]: image pull secrets matched to a registry as kubelet does.
+//! - [`client`]: the registry HTTP client (auth, manifests, ranged blobs, minimal push).
+//! - [`manifest`]: manifests, indexes (linux/amd64 choice) and [`ImageConfig`].
+//! - [`metadata`]: which images the node has (name → manifest → config + diffIDs).
+//! - [`pull`]: [`ImageService`], the node agent's entry point (`ensure` + `rootfs`).
+//! - [`import`]: `docker save` archives, OCI archives and OCI layout directories.
+//! - [`gc`]: image garbage collection between kubelet's high/low disk thresholds.
+//! - [`cli`]: `podium image pull|ls|rm|inspect|import`.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cli;
+pub mod client;
+pub mod credentials;
 pub mod digest;
+pub mod gc;
+pub mod import;
+pub mod manifest;
+pub mod metadata;
+pub mod pull;
 pub mod reference;
+pub mod registries;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
 
+pub use credentials::{lookup_all, Credential, Keyring};
 pub use digest::{Digest, DigestError};
+pub use manifest::ImageConfig;
+pub use pull::{
+    Ensured, ImageHandle, ImageService, LayerProgress, LayerState, ProgressFn, PullError, PullStats,
+};
 pub use reference::{default_pull_policy, PullPolicy, Reference, ReferenceError};
+pub use registries::RegistriesConfig;
 pub use snapshot::{chain_id, chain_ids, OverlayMount, SnapshotError, Snapshotter};
 pub use store::{ContentStore, Fetcher, Ingested, StoreError};
 pub use unpack::{

@@ -12,6 +12,7 @@ log is attached to the report.
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -30,6 +31,8 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
+
+import images
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
@@ -282,6 +285,9 @@ class Server:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     starts: int = 0
+    # Written to <data-dir>/registries.yaml before the first start (pod servers: the
+    # local registry as the docker.io mirror).
+    registries_yaml: str | None = None
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -292,6 +298,16 @@ class Server:
             d.mkdir(parents=True, exist_ok=True)
         self.kubeconfig_path = self.data_dir / "kubeconfig.yaml"
         self.log_path = self.workdir / "server.log"
+        if self.registries_yaml is not None:
+            (self.data_dir / "registries.yaml").write_text(self.registries_yaml)
+
+    @property
+    def instance(self) -> str:
+        """The agent's instance name (crates/agent/src/paths.rs): `podium-` + 8 hex digits of
+        the SHA-256 of the canonical data dir. Host-wide names (run dir, cgroups, container
+        ids) carry it."""
+        digest = hashlib.sha256(os.fsencode(os.path.realpath(self.data_dir))).hexdigest()
+        return f"podium-{digest[:8]}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -377,11 +393,58 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
+    """An API-only server: `--disable-agent`, so pods stay unbound and Pending and the API
+    semantics under test are not mixed with a node running them. Its Node (and Lease) are
+    registered by the fixture, the way test clusters register hollow nodes; the real node
+    agent's registration is tested with `pod_server`."""
     workdir = Path(tempfile.mkdtemp(prefix="podium-e2e-", dir=tmp_path_factory.getbasetemp()))
-    srv = Server(workdir)
+    srv = Server(workdir, extra_args=["--disable-agent"])
     srv.start()
+    register_hollow_node(srv)
     yield srv
     srv.stop()
+
+
+def register_hollow_node(srv: Server) -> None:
+    """Creates a Node with every NodeSystemInfo field and its heartbeat Lease."""
+    api = Api(Kubeconfig.load(srv.kubeconfig_path))
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": srv.node_name,
+            "labels": {"kubernetes.io/hostname": srv.node_name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+        },
+    }
+    r = api.post("/api/v1/nodes", node)
+    assert r.status == 201, r
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {
+        "capacity": {"cpu": "2", "memory": "2Gi", "pods": "110"},
+        "allocatable": {"cpu": "2", "memory": "2Gi", "pods": "110"},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "hollow node",
+             "lastHeartbeatTime": now, "lastTransitionTime": now},
+        ],
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": srv.node_name}],
+        "nodeInfo": {
+            "machineID": "hollow", "systemUUID": "hollow", "bootID": "hollow", "kernelVersion": "hollow",
+            "osImage": "hollow", "containerRuntimeVersion": "hollow://0", "kubeletVersion": "v1.32.0",
+            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+        },
+    }  # fmt: skip
+    r = api.request("PATCH", f"/api/v1/nodes/{srv.node_name}/status", {"status": status},
+                    content_type="application/merge-patch+json")  # fmt: skip
+    assert r.status == 200, r
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": srv.node_name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": srv.node_name, "leaseDurationSeconds": 40,
+                 "renewTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())},
+    }  # fmt: skip
+    r = api.post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease)
+    assert r.status == 201, r
 
 
 @pytest.fixture
@@ -391,18 +454,118 @@ def spawn(request, tmp_path_factory):
     made: list[Server] = []
     request.node.podium_servers = made
 
-    def make(node_name: str = "podium-e2e", cls: type[Server] = Server) -> Server:
+    def make(node_name: str = "podium-e2e", cls: type[Server] = Server, **kw: Any) -> Server:
         workdir = Path(tempfile.mkdtemp(prefix="podium-", dir=tmp_path_factory.getbasetemp()))
-        srv = cls(workdir, node_name=node_name)
+        srv = cls(workdir, node_name=node_name, **kw)
         made.append(srv)
         return srv
 
     yield make
     for srv in made:
+        if srv.registries_yaml is not None:
+            stop_pod_server(srv)
+            continue
         try:
             srv.stop()
         except RuntimeError as e:
             print(e)
+        # Its node agent may have started sandboxes for pods the test made: remove them.
+        clean_instance(srv)
+
+
+# --- local registries and servers that run pods ------------------------------------------
+
+# Credentials of the auth registry: random per run, so finding the password in a log or an
+# event is meaningful.
+REGISTRY_USER = "podium-e2e"
+REGISTRY_PASSWORD = f"Pw-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Iterator[images.Registry]:
+    """The anonymous registry, with images.PUBLIC_IMAGES pushed: the docker.io (and gcr.io)
+    mirror of every pod server."""
+    reg = images.Registry(Path(tempfile.mkdtemp(prefix="registry-", dir=tmp_path_factory.getbasetemp())))
+    reg.start()
+    try:
+        for (repo, tag), build in images.PUBLIC_IMAGES.items():
+            reg.push(repo, tag, build())
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory) -> Iterator[images.Registry]:
+    """The htpasswd (bcrypt) registry with images.PRIVATE_IMAGES."""
+    workdir = Path(tempfile.mkdtemp(prefix="auth-registry-", dir=tmp_path_factory.getbasetemp()))
+    reg = images.Registry(workdir, username=REGISTRY_USER, password=REGISTRY_PASSWORD)
+    reg.start()
+    try:
+        for (repo, tag), build in images.PRIVATE_IMAGES.items():
+            reg.push(repo, tag, build())
+        yield reg
+    finally:
+        reg.stop()
+
+
+def stop_pod_server(srv: Server) -> None:
+    """Deletes the server's pods (bounded), stops it, then has the janitor remove whatever
+    its instance left on the machine; both leftovers are printed (shown with -s or on
+    failure), never silently dropped."""
+    import podutil
+
+    if srv.proc is not None and srv.proc.poll() is None:
+        try:
+            left = podutil.delete_all_pods(srv, timeout=45)
+            if left:
+                print(f"pods of {srv.workdir} not gone before stop: {left}")
+        except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+            print(f"deleting the pods of {srv.workdir}: {e!r}")
+    try:
+        srv.stop()
+    except RuntimeError as e:
+        print(e)
+    clean_instance(srv)
+
+
+def clean_instance(srv: Server) -> None:
+    """After a server stopped: removes what its instance left on the machine (podutil.janitor)
+    and prints it."""
+    import podutil
+
+    cleaned = podutil.janitor(srv)
+    if cleaned:
+        print(f"janitor for {srv.instance} ({srv.workdir}):\n  " + "\n  ".join(cleaned))
+
+
+@pytest.fixture(scope="module")
+def pod_server(tmp_path_factory, registry) -> Iterator[Server]:
+    """A server whose node agent runs pods, with the local registry as docker.io mirror
+    (its registries.yaml is written before the server starts)."""
+    workdir = Path(tempfile.mkdtemp(prefix="podium-pods-", dir=tmp_path_factory.getbasetemp()))
+    srv = Server(workdir, registries_yaml=images.registries_yaml(registry))
+    srv.start()
+    yield srv
+    stop_pod_server(srv)
+
+
+@pytest.fixture(scope="module")
+def papi(pod_server: Server) -> Api:
+    return pod_server.api()
+
+
+@pytest.fixture(scope="module")
+def pkubectl(pod_server: Server) -> Kubectl:
+    return pod_server.kubectl()
+
+
+@pytest.fixture
+def pns(papi: Api) -> str:
+    """A fresh namespace on the pod server."""
+    name = unique("pods")
+    papi.create_namespace(name)
+    return name
 
 
 @pytest.fixture(scope="module")

@@ -194,11 +194,25 @@ impl Default for ContainerLifecycle {
 }
 
 impl ContainerLifecycle {
-    /// The container started.
+    /// The container started. A start after a termination is a restart: kubelet counts a
+    /// restart when it happens, not when it is decided.
     pub fn started(&self, at: DateTime<Utc>) -> ContainerLifecycle {
         let mut next = self.clone();
+        if self.last_termination.is_some() {
+            next.restart_count = self.restart_count.saturating_add(1);
+        }
         next.state = ContainerState::Running { started_at: at };
         next
+    }
+
+    /// The index of the run the next start will be (0 for the first): the restart count
+    /// that start will show.
+    pub fn next_run_index(&self) -> u32 {
+        if self.last_termination.is_some() {
+            self.restart_count.saturating_add(1)
+        } else {
+            0
+        }
     }
 
     /// The container could not be started (or pulled); it stays Waiting with `reason`.
@@ -226,7 +240,6 @@ impl ContainerLifecycle {
         let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
         next.backoff = backoff;
         next.last_termination = Some(t.clone());
-        next.restart_count = self.restart_count.saturating_add(1);
         // While it waits out a back-off it shows as CrashLoopBackOff.
         next.state = if delay.is_zero() {
             ContainerState::Waiting {
@@ -396,18 +409,21 @@ mod tests {
         let c = ContainerLifecycle::default().started(t0());
         let (next, decision) = c.exited(term(1, 5), RestartPolicy::Always, now);
         assert_eq!(decision, Decision::RestartAt { at: now });
-        assert_eq!(next.restart_count, 1);
+        // Counted when the restart happens, not when it is decided.
+        assert_eq!(next.restart_count, 0);
+        assert_eq!(next.next_run_index(), 1);
         assert_eq!(next.last_termination.as_ref().unwrap().exit_code, 1);
-        let (again, d2) = next
-            .started(now)
-            .exited(term(1, 5), RestartPolicy::Always, now);
+        let restarted = next.started(now);
+        assert_eq!(restarted.restart_count, 1);
+        let (again, d2) = restarted.exited(term(1, 5), RestartPolicy::Always, now);
         assert_eq!(
             d2,
             Decision::RestartAt {
                 at: now + chrono::Duration::seconds(10)
             }
         );
-        assert_eq!(again.restart_count, 2);
+        assert_eq!(again.restart_count, 1);
+        assert_eq!(again.started(now).restart_count, 2);
         assert!(matches!(
             again.state,
             ContainerState::Waiting {

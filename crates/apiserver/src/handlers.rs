@@ -36,6 +36,31 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// Turns true at shutdown: open watches end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Container logs (`pods/<name>/log`), served by the node agent when one runs here.
+    pub pod_logs: Option<Arc<dyn PodLogs>>,
+}
+
+/// What `pods/<name>/log` asks for (the container is already chosen and validated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    pub container: String,
+    pub follow: bool,
+    pub previous: bool,
+    pub tail_lines: Option<i64>,
+    pub timestamps: bool,
+    pub since_seconds: Option<i64>,
+    pub limit_bytes: Option<i64>,
+}
+
+/// A log body: chunks of text, ending when the log (or the followed container) ends.
+pub type LogStream = futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// The node agent's side of `pods/<name>/log`.
+#[async_trait::async_trait]
+pub trait PodLogs: Send + Sync {
+    /// The log of `req.container` of `pod`; errors are the API's answers (400 for a
+    /// container that is waiting or has no previous instance).
+    async fn logs(&self, pod: &Value, req: &LogRequest) -> Result<LogStream, ApiError>;
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -356,7 +381,7 @@ async fn resource(
         Verb::Get => {
             let name = rr.name.as_deref().unwrap_or("");
             if rr.subresource.as_deref() == Some("log") {
-                return pod_log(reg, ns.unwrap_or(""), name, q).await;
+                return pod_log(state, ns.unwrap_or(""), name, q).await;
             }
             let obj = reg.get(r, ns, name).await?;
             Ok(object_reply(StatusCode::OK, r, obj, sh, q))
@@ -498,25 +523,31 @@ fn list_params(q: &request::Query) -> Result<ListParams, ApiError> {
     })
 }
 
-/// `pods/<name>/log`. No container of Podium runs yet (the node agent comes later), so
-/// every container is still waiting to start; say so as kube-apiserver does.
+/// `pods/<name>/log`: the container is chosen and validated here; the node agent
+/// ([`PodLogs`]) serves the text, streamed when following. Without an agent every
+/// container is still waiting to start; say so as kube-apiserver does.
 async fn pod_log(
-    reg: &Registry,
+    state: &ApiState,
     ns: &str,
     name: &str,
     q: &request::Query,
 ) -> Result<Response<Body>, ApiError> {
+    let reg = &state.registry;
     let pods = podium_api::resources::find("", "v1", "pods").ok_or(ApiError::UnknownPath)?;
     let pod = reg.get(pods, Some(ns), name).await?;
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = |path: &str| -> Vec<String> {
+        pod.pointer(path)
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = names("/spec/containers");
+    let mut valid = containers.clone();
+    valid.extend(names("/spec/initContainers"));
     let container = match (&q.container, containers.as_slice()) {
         (Some(c), _) => c.clone(),
         (None, [one]) => one.clone(),
@@ -527,10 +558,39 @@ async fn pod_log(
             )))
         }
     };
-    if !containers.contains(&container) {
+    if !valid.contains(&container) {
         return Err(ApiError::BadRequest(format!(
             "container {container} is not valid for pod {name}"
         )));
+    }
+    if let Some(logs) = &state.pod_logs {
+        let req = LogRequest {
+            container,
+            follow: q.follow,
+            previous: q.previous,
+            tail_lines: q.tail_lines,
+            timestamps: q.timestamps,
+            since_seconds: q.since_seconds,
+            limit_bytes: q.limit_bytes,
+        };
+        let mut stream = logs.logs(&pod, &req).await?;
+        // The body must be Sync: forward through a channel (as watch streams do).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        tokio::spawn(async move {
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let body = http_body_util::StreamBody::new(futures::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            |r| r.map(hyper::body::Frame::data),
+        ));
+        let mut resp = Response::new(BodyExt::boxed(body));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return Ok(resp);
     }
     Err(ApiError::BadRequest(format!(
         "container {container:?} in pod {name:?} is waiting to start: ContainerCreating"

@@ -72,9 +72,12 @@ struct Args {
     /// Threads of the bench's own runtime (the server and the bench share 2 cores here).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
-    /// Only these scenarios (comma-separated: create,get,list,watch).
+    /// Only these scenarios (comma-separated: create,get,list,watch; `images` is the
+    /// image pull benchmark, which needs no server and is not in the default set).
     #[arg(long, value_delimiter = ',', default_value = "create,get,list,watch")]
     only: Vec<String>,
+    #[command(flatten)]
+    images: scenarios::images::ImageBenchArgs,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -110,6 +113,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .podium_bin
         .clone()
         .unwrap_or_else(server::default_podium_bin);
+    if wants("images") {
+        let only_images = args.only.iter().all(|o| o == "images");
+        anyhow::ensure!(
+            only_images || !args.json,
+            "with --json, run --only images on its own"
+        );
+        let r = scenarios::images::run(&podium_bin, &args.images).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            print!("{}", r.table());
+        }
+        if only_images {
+            return Ok(());
+        }
+    }
     let mut footprint = Footprint {
         binary_bytes: std::fs::metadata(&podium_bin).ok().map(|m| m.len()),
         ..Default::default()

@@ -2,8 +2,8 @@
 //! conditions, then a heartbeat — the Lease in kube-node-lease every 10 s and the Node's
 //! conditions every minute. Labels users add (`kubectl label nodes`) are kept.
 //!
-//! Containers do not run yet (the node agent is a later step), so the node reports
-//! Ready=False with a reason saying exactly that.
+//! The node reports Ready=True (kubelet's KubeletReady) when the pod agent runs beside it,
+//! Ready=False saying why otherwise.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct NodeAgent {
     pub node_name: String,
     pub data_dir: PathBuf,
     pub internal_ip: String,
+    /// The pod agent runs (Ready=True).
+    pub runs_pods: bool,
 }
 
 fn now() -> String {
@@ -91,8 +93,12 @@ impl NodeAgent {
                 condition("PIDPressure", pid_pressure,
                     if pid_pressure { "KubeletHasInsufficientPID" } else { "KubeletHasSufficientPID" },
                     &format!("{tasks} of {pid_max} process IDs in use"), &now),
-                condition("Ready", false, "KubeletNotReady",
-                    "podium's node agent does not run containers yet", &now),
+                if self.runs_pods {
+                    condition("Ready", true, "KubeletReady", "kubelet is posting ready status", &now)
+                } else {
+                    condition("Ready", false, "KubeletNotReady",
+                        "podium's node agent does not run pods", &now)
+                },
             ],
             "addresses": [
                 {"type": "InternalIP", "address": self.internal_ip},

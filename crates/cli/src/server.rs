@@ -140,12 +140,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(compactor(store.clone(), shutdown_rx.clone())));
+    let mut pod_logs = None;
     if !args.disable_agent {
+        let host_ip = if bind_ip.is_loopback() {
+            host_ips
+                .first()
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| advertise.clone())
+        } else {
+            advertise.clone()
+        };
+        let pods = start_pod_agent(
+            &args,
+            &registry,
+            &node_name,
+            &host_ip,
+            &cluster_dns,
+            shutdown_rx.clone(),
+        )
+        .context("starting the node agent")?;
+        pod_logs = Some(pods.logs);
+        tasks.push(pods.task);
         let agent = NodeAgent {
             registry: registry.clone(),
             node_name: node_name.clone(),
             data_dir: args.data_dir.clone(),
             internal_ip: advertise.clone(),
+            runs_pods: true,
         };
         tasks.push(tokio::spawn(agent.run(shutdown_rx.clone())));
     }
@@ -170,6 +191,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         server_address: format!("{advertise}:{}", args.https_listen_port),
         ready: Default::default(),
         shutdown: shutdown_rx.clone(),
+        pod_logs,
     });
     let serve = tokio::spawn(server::serve(
         listener,
@@ -207,6 +229,87 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+struct PodAgent {
+    task: tokio::task::JoinHandle<()>,
+    logs: Arc<dyn podium_apiserver::handlers::PodLogs>,
+}
+
+/// Starts the pod side of the node agent: runtime, images, workers, status writer.
+fn start_pod_agent(
+    args: &ServerArgs,
+    registry: &Arc<Registry>,
+    node_name: &str,
+    host_ip: &str,
+    cluster_dns: &str,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<PodAgent> {
+    use podium_agent::facts::{NodeAllocatable, NodeFacts};
+    use podium_api::quantity::Quantity;
+    use podium_runtime::{Backend, LinuxRuntime, RuntimeOptions, ShimCommand};
+
+    let instance = podium_agent::paths::instance_name(&args.data_dir);
+    let layout =
+        podium_agent::paths::Layout::new(&instance, &args.data_dir, Path::new("/run/podium"));
+    std::fs::create_dir_all(&layout.run_root)
+        .with_context(|| format!("creating {}", layout.run_root.display()))?;
+    let runtime: Arc<dyn podium_runtime::ContainerRuntime> =
+        Arc::new(LinuxRuntime::new(RuntimeOptions {
+            instance: instance.clone(),
+            root: layout.run_root.clone(),
+            shim: ShimCommand::current_exe().context("locating the podium binary")?,
+            backend: Backend::Builtin,
+            start_timeout: Duration::from_secs(20),
+        }));
+    let images = Arc::new(
+        podium_image::ImageService::open(&args.data_dir).context("opening the image store")?,
+    );
+    let (disk_total, _) = hostinfo::disk_bytes(&args.data_dir);
+    let allocatable = NodeAllocatable {
+        cpu: Quantity::from_units(i64::try_from(hostinfo::cpu_count()).unwrap_or(1)),
+        memory: Quantity::parse(&format!("{}Ki", hostinfo::memory_total_kib())).unwrap_or_default(),
+        ephemeral_storage: Quantity::parse(&format!("{}Ki", disk_total / 1024)).unwrap_or_default(),
+        pods: 110,
+    };
+    let facts = NodeFacts {
+        node_name: node_name.to_string(),
+        hostname: hostinfo::hostname(),
+        host_ips: vec![host_ip.to_string()],
+        pod_ips: Vec::new(),
+        cluster_dns: vec![cluster_dns.to_string()],
+        cluster_domain: args.cluster_domain.clone(),
+        allocatable,
+        hosts_file: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        resolv_conf: std::fs::read_to_string("/etc/resolv.conf").ok(),
+        cgroup_root: layout.cgroup_root(),
+    };
+    let api: Arc<dyn podium_agent::api::NodeApi> = Arc::new(podium_agent::api::RegistryApi::new(
+        registry.clone(),
+        node_name,
+    ));
+    let deps = Arc::new(podium_agent::worker::Deps {
+        api,
+        runtime: runtime.clone(),
+        images: Arc::new(podium_agent::images::NodeImages::new(images)),
+        status: podium_agent::status::StatusWriter::new(),
+        volumes: podium_agent::volumes::VolumeManager::new(
+            layout.pods_root.clone(),
+            &layout.instance,
+        ),
+        layout: layout.clone(),
+        facts,
+        admitted: Default::default(),
+    });
+    tracing::info!(
+        "node agent: instance {instance}, run root {}",
+        layout.run_root.display()
+    );
+    let agent = podium_agent::manager::Agent::new(deps);
+    Ok(PodAgent {
+        task: tokio::spawn(agent.run(shutdown)),
+        logs: Arc::new(podium_agent::pod_logs::NodeLogs { layout, runtime }),
+    })
 }
 
 fn write_kubeconfig(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -258,6 +258,8 @@ pub fn no_new_privs_for(allow_privilege_escalation: Option<bool>, privileged: bo
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostLimits {
     hard: Vec<(PosixRlimitType, u64)>,
+    /// The caller's capability bounding set; None = unknown (no limit applied).
+    bounding: Option<HashSet<Capability>>,
 }
 
 impl HostLimits {
@@ -271,7 +273,16 @@ impl HostLimits {
                     .map(|(_, hard)| (*typ, hard))
             })
             .collect();
-        HostLimits { hard }
+        HostLimits {
+            hard,
+            bounding: read_bounding_set(),
+        }
+    }
+
+    /// Only these capabilities are in the caller's bounding set (tests).
+    pub fn with_bounding(mut self, caps: HashSet<Capability>) -> Self {
+        self.bounding = Some(caps);
+        self
     }
 
     /// Explicit limits (tests); kinds not listed are unbounded.
@@ -280,7 +291,10 @@ impl HostLimits {
             .iter()
             .map(|(n, v)| rlimit_type(n).map(|t| (t, *v)))
             .collect::<Result<_, _>>()?;
-        Ok(HostLimits { hard })
+        Ok(HostLimits {
+            hard,
+            bounding: None,
+        })
     }
 
     fn hard(&self, typ: PosixRlimitType) -> u64 {
@@ -358,6 +372,27 @@ pub fn all_capabilities() -> Capabilities {
 
 fn is_all(name: &str) -> bool {
     name.trim().eq_ignore_ascii_case("ALL")
+}
+
+/// The capabilities in this process's bounding set (`CapBnd` of /proc/self/status).
+fn read_bounding_set() -> Option<HashSet<Capability>> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
+    let mask = u64::from_str_radix(hex, 16).ok()?;
+    Some(capabilities_in_mask(mask))
+}
+
+/// The capabilities whose bits are set in `mask` (bit n = capability number n).
+fn capabilities_in_mask(mask: u64) -> HashSet<Capability> {
+    ALL_CAPABILITY_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .filter_map(|(_, n)| Capability::from_str(n).ok())
+        .collect()
 }
 
 /// The effective capability set for a config: privileged → all; otherwise the default set,
@@ -573,7 +608,13 @@ pub fn generate_with(cfg: &ContainerConfig, host: &HostLimits) -> Result<Spec, S
             value: cfg.cwd.clone(),
         });
     }
-    let caps = effective_capabilities(cfg)?;
+    let mut caps = effective_capabilities(cfg)?;
+    // "All capabilities" of a privileged container are all the caller has, as Docker and
+    // containerd do: asking for one outside the bounding set fails the start (this host
+    // lacks CAP_SYS_RESOURCE). Explicitly added ones are kept, so they fail loudly.
+    if let (true, Some(bounding)) = (cfg.privileged, &host.bounding) {
+        caps.retain(|c| bounding.contains(c));
+    }
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -760,6 +801,24 @@ mod tests {
             generate_with(&c, &HostLimits::default()),
             Err(SpecError::UnknownCapability(n)) if n == "CAP_FLY"
         ));
+    }
+
+    #[test]
+    fn privileged_gets_the_callers_bounding_set() {
+        let mut c = cfg();
+        c.privileged = true;
+        // Everything but CAP_SYS_RESOURCE (bit 24), as on this project's machines.
+        let bounding = capabilities_in_mask(((1u64 << 41) - 1) & !(1u64 << 24));
+        assert!(bounding.contains(&Capability::SysAdmin));
+        let host = HostLimits::default().with_bounding(bounding);
+        let caps = caps_of(&generate_with(&c, &host).unwrap());
+        assert!(caps.contains(&Capability::SysAdmin));
+        assert!(!caps.contains(&Capability::SysResource));
+        // An explicit add outside the bounding set is kept (and fails the start loudly).
+        let mut d = cfg();
+        d.cap_add = vec!["SYS_RESOURCE".into()];
+        let host = HostLimits::default().with_bounding(capabilities_in_mask(0));
+        assert!(caps_of(&generate_with(&d, &host).unwrap()).contains(&Capability::SysResource));
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //!
 //! - [`api`]: API-only scenarios that need no node agent (issue 2): create/s, GET/s,
 //!   LIST of 1000 pods (JSON and Table), watch fan-out.
+//! - [`images`]: image pull + unpack from a local registry, side by side with podman and
+//!   skopeo+umoci (issue 3); needs no server.
 //!
 //! Pod lifecycle scenarios (start-up, teardown, burst, density; issue 5) belong in a
 //! sibling module that reuses [`Ctx`], [`pod_manifest`] and [`run_workers`].
 
 pub mod api;
+pub mod images;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

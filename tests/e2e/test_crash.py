@@ -19,7 +19,8 @@ KILL_AFTER = 300
 
 
 def test_kill9_during_concurrent_creates(spawn):
-    srv = spawn("crash-node")
+    # A store durability test: no node agent, so the 1000 pods stay unbound.
+    srv = spawn("crash-node", extra_args=["--disable-agent"])
     srv.start()
     api = srv.api()
     ns = "crash"

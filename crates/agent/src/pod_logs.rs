@@ -4,7 +4,6 @@
 //! growing file until the container is no longer running. Logs are not rotated by size
 //! yet: one file per container run.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use podium_api::ApiError;
 use podium_apiserver::handlers::{LogRequest, LogStream, PodLogs};
@@ -117,9 +117,21 @@ impl PodLogs for NodeLogs {
                 .unwrap_or(usize::MAX)
                 .saturating_sub(first.len())
         });
+        // Hold the file open: the pod's cleanup may remove it right after the container
+        // ends, and the lines written last must still reach the client.
+        let Ok(mut file) = tokio::fs::File::open(&path).await else {
+            return Ok(futures::stream::once(async move { Ok(Bytes::from(first)) }).boxed());
+        };
+        if file
+            .seek(std::io::SeekFrom::Start(offset as u64))
+            .await
+            .is_err()
+        {
+            return Ok(futures::stream::once(async move { Ok(Bytes::from(first)) }).boxed());
+        }
         let state = Follow {
-            path,
-            offset,
+            file,
+            pending: Vec::new(),
             opts: LogOptions {
                 tail_lines: None,
                 since: None,
@@ -140,8 +152,9 @@ impl PodLogs for NodeLogs {
 }
 
 struct Follow {
-    path: PathBuf,
-    offset: usize,
+    file: tokio::fs::File,
+    /// Bytes read but not yet a whole line.
+    pending: Vec<u8>,
     opts: LogOptions,
     budget: Option<usize>,
     runtime: Arc<dyn ContainerRuntime>,
@@ -163,11 +176,13 @@ impl Follow {
             })
             .await
             .unwrap_or(false);
-            let data = tokio::fs::read(&self.path).await.unwrap_or_default();
-            let new = data.get(self.offset..).unwrap_or(&[]);
-            let (ls, rest) = lines(new, &self.opts);
-            self.offset += new.len() - rest;
+            let mut appended = Vec::new();
+            let _ = self.file.read_to_end(&mut appended).await;
+            self.pending.extend_from_slice(&appended);
+            let (ls, rest) = lines(&self.pending, &self.opts);
             let mut out: Vec<u8> = ls.concat();
+            let consumed = self.pending.len() - rest;
+            self.pending.drain(..consumed);
             if let Some(b) = self.budget.as_mut() {
                 out.truncate(*b);
                 *b -= out.len();

@@ -141,6 +141,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )));
     tasks.push(tokio::spawn(compactor(store.clone(), shutdown_rx.clone())));
     let mut pod_logs = None;
+    let mut host_release = None;
     if !args.disable_agent {
         let host_ip = if bind_ip.is_loopback() {
             host_ips
@@ -161,6 +162,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("starting the node agent")?;
         pod_logs = Some(pods.logs);
         tasks.push(pods.task);
+        host_release = Some(pods.release);
         let agent = NodeAgent {
             registry: registry.clone(),
             node_name: node_name.clone(),
@@ -227,6 +229,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
+    if let Some(r) = host_release {
+        r.release_if_idle();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -234,6 +239,58 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 struct PodAgent {
     task: tokio::task::JoinHandle<()>,
     logs: Arc<dyn podium_apiserver::handlers::PodLogs>,
+    release: HostRelease,
+}
+
+/// What this instance holds on the host outside its data dir.
+struct HostRelease {
+    instance: String,
+    run_root: PathBuf,
+    runtime: Arc<dyn podium_runtime::ContainerRuntime>,
+}
+
+impl HostRelease {
+    /// At shutdown: containers keep running (their shims own them), so nothing is touched
+    /// while any remains; with none left, the instance's cgroup tree and run directory go.
+    fn release_if_idle(&self) {
+        match self.runtime.list() {
+            Ok(ids) if ids.is_empty() => {}
+            Ok(ids) => {
+                tracing::info!("{} containers keep running; host resources kept", ids.len());
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("listing containers at shutdown: {e}");
+                return;
+            }
+        }
+        if let Ok(layout) = podium_runtime::cgroup::CgroupLayout::host() {
+            if let Err(e) = layout.remove(&format!("/{}", self.instance)) {
+                tracing::warn!("removing cgroups of {}: {e}", self.instance);
+            }
+        }
+        // Only empty directories: a leftover mount or file keeps the run root (and says so).
+        if let Err(e) = remove_empty_dirs(&self.run_root) {
+            tracing::warn!("removing {}: {e}", self.run_root.display());
+        }
+    }
+}
+
+/// Removes a tree of empty directories bottom-up; never removes files or crosses mounts
+/// (rmdir fails on a mount point or a non-empty directory).
+fn remove_empty_dirs(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_empty_dirs(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
 }
 
 /// Starts the pod side of the node agent: runtime, images, workers, status writer.
@@ -308,6 +365,11 @@ fn start_pod_agent(
     let agent = podium_agent::manager::Agent::new(deps);
     Ok(PodAgent {
         task: tokio::spawn(agent.run(shutdown)),
+        release: HostRelease {
+            instance: instance.clone(),
+            run_root: layout.run_root.clone(),
+            runtime: runtime.clone(),
+        },
         logs: Arc::new(podium_agent::pod_logs::NodeLogs { layout, runtime }),
     })
 }

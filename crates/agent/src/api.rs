@@ -140,6 +140,27 @@ impl RegistryApi {
             node_name: node_name.to_string(),
         }
     }
+
+    /// Changes the status of the pod `ns/name` if it is still the pod with `uid`.
+    async fn modify_status(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        change: impl Fn(&Value, &mut Value) + Send,
+    ) -> Result<(), ApiError> {
+        self.registry
+            .modify(pods()?, Some(ns), name, Some("status"), |old| {
+                if meta::uid(old) != uid {
+                    return Err(uid_conflict(name));
+                }
+                let mut new = old.clone();
+                change(old, &mut new);
+                Ok(Some(new))
+            })
+            .await
+            .map(|_| ())
+    }
 }
 
 fn uid_conflict(name: &str) -> ApiError {
@@ -207,19 +228,12 @@ impl NodeApi for RegistryApi {
         uid: &str,
         status: &Value,
     ) -> Result<(), ApiError> {
-        self.registry
-            .modify(pods()?, Some(ns), name, Some("status"), |old| {
-                if meta::uid(old) != uid {
-                    return Err(uid_conflict(name));
-                }
-                let mut new = old.clone();
-                let mut status = status.clone();
-                keep_transition_times(&mut status, old.get("status"));
-                new["status"] = status;
-                Ok(Some(new))
-            })
-            .await
-            .map(|_| ())
+        self.modify_status(ns, name, uid, |old, new| {
+            let mut status = status.clone();
+            keep_transition_times(&mut status, old.get("status"));
+            new["status"] = status;
+        })
+        .await
     }
 
     async fn finalize_delete(&self, ns: &str, name: &str, uid: &str) -> Result<(), ApiError> {
@@ -255,23 +269,16 @@ impl NodeApi for RegistryApi {
         uid: &str,
         message: &str,
     ) -> Result<(), ApiError> {
-        self.registry
-            .modify(pods()?, Some(ns), name, Some("status"), |old| {
-                if meta::uid(old) != uid {
-                    return Err(uid_conflict(name));
-                }
-                let mut new = old.clone();
-                set_condition(
-                    &mut new,
-                    "PodScheduled",
-                    "False",
-                    Some("Unschedulable"),
-                    Some(message),
-                );
-                Ok(Some(new))
-            })
-            .await
-            .map(|_| ())
+        self.modify_status(ns, name, uid, |_, new| {
+            set_condition(
+                new,
+                "PodScheduled",
+                "False",
+                Some("Unschedulable"),
+                Some(message),
+            );
+        })
+        .await
     }
 
     async fn event(&self, pod: &Value, component: &str, sev: Severity, reason: &str, msg: &str) {

@@ -163,23 +163,29 @@ impl Session {
         &self,
         reference: &str,
     ) -> Result<Option<(Digest, String, u64)>, ClientError> {
+        let (resp, digest, media) = self.manifest_request(Method::HEAD, reference).await?;
+        let len = header_str(&resp, header::CONTENT_LENGTH.as_str())
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        Ok(digest.map(|d| (d, media, len)))
+    }
+
+    /// A manifest request with the accepted media types, checked for errors: the response,
+    /// the digest the registry claims and the media type it sends.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        reference: &str,
+    ) -> Result<(Response<Incoming>, Option<Digest>, String), ClientError> {
         let url = self.url(&format!("manifests/{reference}"));
         let resp = self
-            .request(
-                Method::HEAD,
-                &url,
-                &[(header::ACCEPT, MANIFEST_ACCEPT)],
-                None,
-            )
+            .request(method, &url, &[(header::ACCEPT, MANIFEST_ACCEPT)], None)
             .await?;
         let resp = check(&url, resp).await?;
         let digest =
             header_str(&resp, "docker-content-digest").and_then(|d| Digest::parse(&d).ok());
         let media = header_str(&resp, header::CONTENT_TYPE.as_str()).unwrap_or_default();
-        let len = header_str(&resp, header::CONTENT_LENGTH.as_str())
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        Ok(digest.map(|d| (d, media, len)))
+        Ok((resp, digest, media))
     }
 
     /// GET a manifest by tag or digest: body, media type (header or body's), and the
@@ -188,19 +194,8 @@ impl Session {
         &self,
         reference: &str,
     ) -> Result<(Bytes, String, Option<Digest>), ClientError> {
+        let (resp, digest, media) = self.manifest_request(Method::GET, reference).await?;
         let url = self.url(&format!("manifests/{reference}"));
-        let resp = self
-            .request(
-                Method::GET,
-                &url,
-                &[(header::ACCEPT, MANIFEST_ACCEPT)],
-                None,
-            )
-            .await?;
-        let resp = check(&url, resp).await?;
-        let digest =
-            header_str(&resp, "docker-content-digest").and_then(|d| Digest::parse(&d).ok());
-        let media = header_str(&resp, header::CONTENT_TYPE.as_str()).unwrap_or_default();
         let body = read_small(&url, resp.into_body()).await?;
         Ok((body, media, digest))
     }

@@ -542,9 +542,12 @@ def clean_instance(srv: Server) -> None:
 @pytest.fixture(scope="module")
 def pod_server(tmp_path_factory, registry) -> Iterator[Server]:
     """A server whose node agent runs pods, with the local registry as docker.io mirror
-    (its registries.yaml is written before the server starts)."""
+    (its registries.yaml is written before the server starts). Volume contents are
+    refreshed every 2 s (`--sync-frequency`, default 1m) so tests see updates quickly."""
     workdir = Path(tempfile.mkdtemp(prefix="podium-pods-", dir=tmp_path_factory.getbasetemp()))
-    srv = Server(workdir, registries_yaml=images.registries_yaml(registry))
+    srv = Server(
+        workdir, registries_yaml=images.registries_yaml(registry), extra_args=["--sync-frequency", "2s"]
+    )
     srv.start()
     yield srv
     stop_pod_server(srv)

@@ -252,10 +252,11 @@ def cgroup_paths(pid: int) -> dict[str, str]:
     return out
 
 
-def cgroup_file(pid: int, controller: str, name: str) -> str | None:
+def cgroup_file(pid: int, controller: str, name: str, up: int = 0) -> str | None:
     """The contents of a cgroup file of the process: cgroup v1 (`controller`'s hierarchy)
-    or, when that controller is not mounted on v1, the unified hierarchy."""
-    paths = cgroup_paths(pid)
+    or, when that controller is not mounted on v1, the unified hierarchy. `up` levels
+    above the process's own cgroup (1: a container's pod cgroup)."""
+    paths = {c: p.rsplit("/", up)[0] if up else p for c, p in cgroup_paths(pid).items()}
     if controller in paths:
         for mount in Path("/sys/fs/cgroup").iterdir():
             if controller in mount.name.split(","):

@@ -179,9 +179,17 @@ spec:
         assert pu.cgroup_file(pid, "memory", "memory.max") == str(128 * 1024 * 1024)
         shares = 300 * 1024 // 1000
         assert pu.cgroup_file(pid, "cpu", "cpu.weight") == str(1 + ((shares - 2) * 9999) // 262142)
-    # The pod's cgroup sits in the Burstable part of the kubepods hierarchy.
+    # The pod's cgroup sits in the Burstable part of the kubepods hierarchy and carries
+    # the pod's sums (kubelet's pod-level cgroup; one container here).
     path = pu.cgroup_paths(pid).get("memory") or pu.cgroup_paths(pid).get("")
     assert re.search(r"kubepods.*burstable.*pod", path or "", re.I), path
+    if quota is not None:
+        assert pu.cgroup_file(pid, "cpu", "cpu.cfs_quota_us", up=1) == "50000"
+        assert pu.cgroup_file(pid, "cpu", "cpu.shares", up=1) == str(300 * 1024 // 1000)
+        assert pu.cgroup_file(pid, "memory", "memory.limit_in_bytes", up=1) == str(128 * 1024 * 1024)
+    else:
+        assert pu.cgroup_file(pid, "cpu", "cpu.max", up=1) == "50000 100000"
+        assert pu.cgroup_file(pid, "memory", "memory.max", up=1) == str(128 * 1024 * 1024)
 
 
 def test_memory_limit_exceeded_is_oomkilled(papi, pkubectl, pns):
@@ -495,6 +503,80 @@ def test_containers_of_a_pod_share_network_ipc_uts(papi, pkubectl, pns):
     for kind in ("ipc", "net", "uts"):
         assert a[kind] == b[kind], (kind, a, b)
     assert a["mnt"] != b["mnt"] and a["pid"] != b["pid"], (a, b)
+
+
+def test_share_process_namespace_shows_every_container_and_a_pause_init(papi, pkubectl, pns, pod_server):
+    # As Kubernetes' share-process-namespace example: one container sees the other's
+    # processes and PID 1 is the pause process.
+    show = "cat /proc/1/comm; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done; echo done; exec sleep 3600"
+    spec = {
+        "shareProcessNamespace": True,
+        "containers": [
+            {"name": "app", "image": "busybox", "command": ["sleep", "3601"]},
+            {"name": "shell", "image": "busybox", "command": ["sh", "-c", "sleep 1; " + show]},
+        ],
+    }  # fmt: skip
+    pu.create(pkubectl, pns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shared-pid"}, "spec": spec})
+    pu.wait_running(papi, pns, "shared-pid")
+    lines = pu.wait_logs(pkubectl, pns, "shared-pid", lambda t: "done" in t, "-c", "shell").splitlines()
+    assert lines[0] == "pause", lines
+    assert "sleep 3601" in [line.strip() for line in lines], lines
+    # The two containers are in one pid namespace; the pause process is outside the
+    # containers and goes with the pod.
+    uid = pu.get_pod(papi, pns, "shared-pid")["metadata"]["uid"]
+    pins = glob.glob(f"/run/podium/*/pods/{uid}/ns/pid")
+    assert len(pins) == 1, pins
+    pause_pids = [p for p in pids_with_comm("pause") if os.stat(f"/proc/{p}/ns/pid").st_ino == os.stat(pins[0]).st_ino]
+    assert len(pause_pids) == 1, pause_pids
+    pkubectl("delete", "pod", "shared-pid", "-n", pns, "--timeout=60s")
+    # Killed with the pod: gone, or a zombie until its new parent reaps it.
+    deadline = time.monotonic() + 10
+    while pu._read(f"/proc/{pause_pids[0]}/stat").split(")")[-1].split()[:1] not in ([], ["Z"]):
+        assert time.monotonic() < deadline, "the pause process outlived its pod"
+        time.sleep(0.1)
+
+
+def pids_with_comm(comm: str) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if open(f"/proc/{d}/comm").read().strip() == comm:
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def test_configmap_secret_and_downward_api_volumes_follow_updates(papi, pkubectl, pns):
+    # As kubelet: mounted configMap/secret contents and downwardAPI labels change in the
+    # running container (within the sync period), without a restart.
+    pkubectl("create", "configmap", "live", "-n", pns, "--from-literal=color=red")
+    pkubectl("create", "secret", "generic", "live", "-n", pns, "--from-literal=token=one")
+    show = "while true; do echo $(cat /cm/color) $(cat /sec/token) $(cat /info/labels | tr '\\n' ' '); sleep 0.5; done"
+    doc = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "live", "labels": {"stage": "one"}},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", show],
+                            "volumeMounts": [{"name": "cm", "mountPath": "/cm"}, {"name": "sec", "mountPath": "/sec"},
+                                             {"name": "info", "mountPath": "/info"}]}],
+            "volumes": [
+                {"name": "cm", "configMap": {"name": "live"}},
+                {"name": "sec", "secret": {"secretName": "live"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            ],
+        },
+    }  # fmt: skip
+    pu.create(pkubectl, pns, doc)
+    pu.wait_running(papi, pns, "live")
+    pu.wait_logs(pkubectl, pns, "live", lambda t: 'red one stage="one"' in t)
+    pkubectl("patch", "configmap", "live", "-n", pns, "-p", '{"data":{"color":"blue"}}')
+    pkubectl("patch", "secret", "live", "-n", pns, "-p", '{"stringData":{"token":"two"}}')
+    pkubectl("label", "pod", "live", "-n", pns, "stage=two", "--overwrite")
+    pu.wait_logs(pkubectl, pns, "live", lambda t: 'blue two stage="two"' in t, timeout=30)
+    pod = pu.get_pod(papi, pns, "live")
+    assert pu.cstatus(pod, "c")["restartCount"] == 0
 
 
 # --- init containers ----------------------------------------------------------------------

@@ -29,9 +29,11 @@ LEFTOVER_PODS = int(os.environ.get("PODIUM_E2E_LEFTOVER_PODS", "50"))
 SERVE = 'trap "exit 0" TERM; echo started; while [ ! -f /tmp/exit-now ]; do sleep 0.2; done; echo exiting; exit 7'
 
 
-def pod(name: str, marker: str, policy: str = "Always", volumes: bool = False) -> dict:
+def pod(name: str, marker: str, policy: str = "Always", volumes: bool = False, share_pid: bool = False) -> dict:
     c: dict = {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", SERVE, marker]}
     spec: dict = {"containers": [c], "restartPolicy": policy, "terminationGracePeriodSeconds": 5}
+    if share_pid:
+        spec["shareProcessNamespace"] = True
     if volumes:
         c["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
         spec["volumes"] = [{"name": "scratch", "emptyDir": {}}]
@@ -109,7 +111,30 @@ def test_kill9_server_keeps_containers_and_readopts_them(spawn, registry):
     assert not pu.pids_with_arg(markers[names[0]])
 
 
-def leftovers(srv: Server, uids: list[str], cids: list[str], markers: list[str]) -> dict[str, list]:
+def pause_processes(run_root: Path, uids: list[str]) -> list[int]:
+    """Live pause processes (PID 1 of a pod's shared pid namespace) of these pods."""
+    pins = set()
+    for u in uids:
+        try:
+            pins.add(os.stat(run_root / "pods" / u / "ns" / "pid").st_ino)
+        except OSError:
+            pass
+    out = []
+    for p in pu.pids():
+        stat = pu._read(f"/proc/{p}/stat")
+        if "(pause)" not in stat or stat.split(")")[-1].split()[:1] == ["Z"]:
+            continue
+        try:
+            if os.stat(f"/proc/{p}/ns/pid").st_ino in pins:
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def leftovers(
+    srv: Server, uids: list[str], cids: list[str], markers: list[str], pauses: list[int] | None = None
+) -> dict[str, list]:
     needles = [f for u in uids for f in pu.uid_forms(u)] + [c for c in cids if c]
     run_root = Path(f"/run/podium/{srv.instance}")
     found = {
@@ -122,6 +147,8 @@ def leftovers(srv: Server, uids: list[str], cids: list[str], markers: list[str])
         if os.path.isdir("/run/netns")
         else [],
         "processes": [m for m in markers if pu.pids_with_arg(m)],
+        "pause processes": [p for p in pauses or [] if "(pause)" in pu._read(f"/proc/{p}/stat")
+                            and pu._read(f"/proc/{p}/stat").split(")")[-1].split()[:1] != ["Z"]],
     }
     return {k: v for k, v in found.items() if v}
 
@@ -134,20 +161,24 @@ def test_no_leftovers_after_deleting_pods(spawn, registry):
     tag = uuid.uuid4().hex[:8]
     names = [f"p{i:02d}" for i in range(LEFTOVER_PODS)]
     markers = [f"lo-{tag}-{n}" for n in names]
-    docs = [pod(n, m, volumes=True) for n, m in zip(names, markers)]
+    # Half of them share a pid namespace, so have a pause process to clean up.
+    docs = [pod(n, m, volumes=True, share_pid=i % 2 == 0) for i, (n, m) in enumerate(zip(names, markers))]
     pu.create(kubectl, ns, docs)
     pods = all_running(api, ns, names, timeout=120)
     uids = [p["metadata"]["uid"] for p in pods.values()]
     cids = [pu.container_id(pu.cstatus(p, "main")) for p in pods.values()]
     # Before deletion the checks do find the pods' traces (so they can fail).
-    present = leftovers(srv, uids, cids, markers)
+    pauses = pause_processes(Path(f"/run/podium/{srv.instance}"), uids)
+    assert len(pauses) == (len(names) + 1) // 2, pauses
+    present = leftovers(srv, uids, cids, markers, pauses)
     assert "processes" in present and ("mounts" in present or "cgroups" in present), present
+    assert "pause processes" in present, present
     kubectl("delete", "pods", "--all", "-n", ns, "--timeout=120s", timeout=150)
     assert not (api.get(f"/api/v1/namespaces/{ns}/pods").json().get("items") or [])
-    now = leftovers(srv, uids, cids, markers)
+    now = leftovers(srv, uids, cids, markers, pauses)
     if now:
         time.sleep(10)
-        later = leftovers(srv, uids, cids, markers)
+        later = leftovers(srv, uids, cids, markers, pauses)
         pytest.fail(
             "traces of deleted pods right after deletion: "
             + "; ".join(f"{k}: {len(v)} e.g. {v[0]}" for k, v in now.items())

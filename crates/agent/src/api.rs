@@ -348,6 +348,13 @@ impl FakeApi {
             .insert((kind, ns.to_string(), name.to_string()), obj);
     }
 
+    pub fn remove(&self, kind: ObjectKind, ns: &str, name: &str) {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(kind, ns.to_string(), name.to_string()));
+    }
+
     pub fn calls(&self) -> Vec<ApiCall> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -1,10 +1,15 @@
 //! Reading container logs (the CRI format the shim writes): parsing records, joining
 //! partial lines, and `kubectl logs` options — tail, since, timestamps, limit-bytes —
 //! applied to a log file, plus the tail kubelet uses as a termination message
-//! (FallbackToLogsOnError). Following a growing file is the agent's business
-//! ([`crate::manager`]); everything here works on bytes and is pure apart from reading.
+//! (FallbackToLogsOnError). [`LogFollower`] reads a growing log across the shim's size
+//! rotations (`podium_runtime::log`); [`crate::pod_logs`] streams it. Like kubelet,
+//! `kubectl logs` shows the current file only: rotated files are read only by a follower
+//! that was already reading when they were rotated.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
@@ -109,9 +114,14 @@ pub fn select(data: &[u8], opts: &LogOptions) -> Vec<u8> {
     out
 }
 
-/// kubelet's FallbackToLogsOnError message: the last 80 lines, at most 2048 bytes.
+/// kubelet's FallbackToLogsOnError message: the last 80 lines, at most 2048 bytes. The
+/// newest rotated file comes first, so a rotation just before the end loses nothing.
 pub fn termination_tail(path: &Path) -> Option<String> {
-    let data = std::fs::read(path).ok()?;
+    let mut data = podium_runtime::log::rotated_files(path)
+        .ok()
+        .and_then(|r| r.last().and_then(|p| std::fs::read(p).ok()))
+        .unwrap_or_default();
+    data.extend(std::fs::read(path).ok()?);
     let out = select(
         &data,
         &LogOptions {
@@ -122,6 +132,110 @@ pub fn termination_tail(path: &Path) -> Option<String> {
     let start = out.len().saturating_sub(2048);
     let s = String::from_utf8_lossy(&out[start..]).into_owned();
     (!s.is_empty()).then_some(s)
+}
+
+/// A file's identity (device, inode): a rotation puts another file at the log's path.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+/// Reads one container log as it grows, following it across rotations. It holds the
+/// file open (the pod's cleanup may remove it while the last lines are still to be
+/// sent). When the path names another file (the shim rotated the log), it reads the old
+/// file to its end, then the rotated files that came after it, oldest first, then the
+/// new current file from its start — so no line is lost or repeated unless the files it
+/// needed were already removed (more than max-files rotations between two reads). A
+/// file that shrank (truncated in place) is read again from its start.
+#[derive(Debug)]
+pub struct LogFollower {
+    path: PathBuf,
+    file: File,
+    id: (u64, u64),
+    /// Bytes read from `file`.
+    pos: u64,
+}
+
+impl LogFollower {
+    /// Opens the log at `path`; returns the follower and what the file holds now.
+    pub fn open(path: &Path) -> std::io::Result<(LogFollower, Vec<u8>)> {
+        let file = File::open(path)?;
+        let id = identity(&file.metadata()?);
+        let mut f = LogFollower {
+            path: path.to_path_buf(),
+            file,
+            id,
+            pos: 0,
+        };
+        let mut data = Vec::new();
+        f.read_rest(&mut data)?;
+        Ok((f, data))
+    }
+
+    /// Appends what the current file has beyond what was read.
+    fn read_rest(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        if self.file.metadata()?.len() < self.pos {
+            self.file.seek(SeekFrom::Start(0))?;
+            self.pos = 0;
+        }
+        let n = self.file.read_to_end(out)?;
+        self.pos += n as u64;
+        Ok(())
+    }
+
+    /// Everything written since the last call, in order, across rotations.
+    pub fn read_new(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_rest(&mut out)?;
+        loop {
+            let now_at_path = match std::fs::metadata(&self.path) {
+                Ok(m) => identity(&m),
+                // Removed (the pod is being cleaned up): what we hold is all there is.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            if now_at_path == self.id {
+                return Ok(out);
+            }
+            // Rotated. Open the new current file first: whatever is rotated after this
+            // moment is then read through it, never missed between the listing and here.
+            let next = match File::open(&self.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            let next_id = identity(&next.metadata()?);
+            let rotated: Vec<(PathBuf, (u64, u64))> =
+                podium_runtime::log::rotated_files(&self.path)?
+                    .into_iter()
+                    .filter_map(|p| {
+                        let id = identity(&std::fs::metadata(&p).ok()?);
+                        Some((p, id))
+                    })
+                    .collect();
+            // The files rotated after ours; if ours is gone (pruned), every remaining one
+            // is newer than it.
+            let after = rotated
+                .iter()
+                .position(|(_, id)| *id == self.id)
+                .map_or(0, |i| i + 1);
+            for (p, id) in &rotated[after..] {
+                if *id == next_id {
+                    break;
+                }
+                match File::open(p) {
+                    Ok(mut f) => {
+                        f.read_to_end(&mut out)?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.file = next;
+            self.id = next_id;
+            self.pos = 0;
+            self.read_rest(&mut out)?;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +303,99 @@ mod tests {
         assert_eq!(rest, "2026-01-01T00:00:05.000000000Z stdout F fi".len());
     }
 
+    fn record(i: u32) -> Vec<u8> {
+        podium_runtime::log::format_record(
+            Utc::now(),
+            podium_runtime::log::Stream::Stdout,
+            false,
+            format!("line {i:05}").as_bytes(),
+        )
+    }
+
+    fn numbers(data: &[u8]) -> Vec<u32> {
+        let (ls, rest) = lines(data, &LogOptions::default());
+        assert_eq!(rest, 0);
+        ls.iter()
+            .map(|l| {
+                let s = std::str::from_utf8(l).unwrap().trim_end();
+                s.strip_prefix("line ").unwrap().parse().unwrap()
+            })
+            .collect()
+    }
+
+    /// A writer rotating every few records and a follower reading now and then: the
+    /// follower sees every line once, in order.
+    #[test]
+    fn follower_reads_across_rotations_without_loss_or_repeats() {
+        use podium_runtime::log::{LogFile, Rotation};
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("0.log");
+        let one = record(0).len() as u64;
+        let rot = Rotation {
+            max_size: 4 * one,
+            max_files: 3,
+        };
+        let mut w = LogFile::open(&path, Some(rot)).unwrap();
+        w.write_records(&record(0), Utc::now()).unwrap();
+        let (mut f, first) = LogFollower::open(&path).unwrap();
+        let mut seen = numbers(&first);
+        let mut next = 1;
+        // Between reads: 0..=7 records, i.e. up to two rotations (less than max-files).
+        for round in 0..200u32 {
+            for _ in 0..(round * 7 % 8) {
+                w.write_records(&record(next), Utc::now()).unwrap();
+                next += 1;
+            }
+            seen.extend(numbers(&f.read_new().unwrap()));
+        }
+        assert_eq!(seen, (0..next).collect::<Vec<_>>());
+        assert!(podium_runtime::log::rotated_files(&path).unwrap().len() <= 2);
+    }
+
+    /// More rotations than max-files between two reads: the files already removed are
+    /// lost, but nothing is repeated and the rest arrives in order.
+    #[test]
+    fn follower_after_its_file_was_pruned_reads_what_remains() {
+        use podium_runtime::log::{LogFile, Rotation};
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("0.log");
+        let one = record(0).len() as u64;
+        let mut w = LogFile::open(
+            &path,
+            Some(Rotation {
+                max_size: 2 * one,
+                max_files: 2,
+            }),
+        )
+        .unwrap();
+        w.write_records(&record(0), Utc::now()).unwrap();
+        let (mut f, first) = LogFollower::open(&path).unwrap();
+        assert_eq!(numbers(&first), vec![0]);
+        for i in 1..20 {
+            w.write_records(&record(i), Utc::now()).unwrap();
+        }
+        let got = numbers(&f.read_new().unwrap());
+        // Its own file (0, 1) to the end, then the two newest files (16..=19).
+        assert_eq!(got, vec![1, 16, 17, 18, 19]);
+        assert!(f.read_new().unwrap().is_empty());
+    }
+
+    #[test]
+    fn follower_handles_truncation_and_removal() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("0.log");
+        std::fs::write(&path, [record(1), record(2)].concat()).unwrap();
+        let (mut f, first) = LogFollower::open(&path).unwrap();
+        assert_eq!(numbers(&first), vec![1, 2]);
+        // Truncated in place and rewritten shorter: read again from the start.
+        std::fs::write(&path, record(3)).unwrap();
+        assert_eq!(numbers(&f.read_new().unwrap()), vec![3]);
+        // Removed (pod cleanup): what was held is all; no error.
+        std::fs::remove_file(&path).unwrap();
+        assert!(f.read_new().unwrap().is_empty());
+        assert!(LogFollower::open(&path).is_err());
+    }
+
     #[test]
     fn termination_message_from_the_log_tail() {
         let d = tempfile::tempdir().unwrap();
@@ -206,5 +413,14 @@ mod tests {
             "{m}"
         );
         assert_eq!(termination_tail(&d.path().join("none")), None);
+        // Just rotated: the tail comes from the newest rotated file and the current one.
+        let rotated = podium_runtime::log::rotated_path(&p, Utc::now());
+        std::fs::rename(&p, &rotated).unwrap();
+        std::fs::write(&p, b"2026-01-01T00:00:02.000000000Z stdout F after\n").unwrap();
+        let m = termination_tail(&p).unwrap();
+        assert!(
+            m.starts_with("line 21\n") && m.ends_with("line 99\nafter\n"),
+            "{m}"
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! `kubectl logs` served from this node's log files: the apiserver's [`PodLogs`] hook.
 //! The file is chosen from the pod's status (restartCount; `--previous` is the one before),
 //! [`crate::logs`] applies tail/since/timestamps/limit-bytes, and `-f` keeps reading the
-//! growing file until the container is no longer running. Logs are not rotated by size
-//! yet: one file per container run.
+//! growing file until the container is no longer running. One log per container run
+//! (`<restart>.log`), rotated by size by its shim (`<restart>.log.<time>`): like kubelet,
+//! `kubectl logs` (and `--previous`) shows the current file of the run, and `-f` goes on
+//! into each new file after a rotation ([`LogFollower`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +14,13 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use podium_api::ApiError;
 use podium_apiserver::handlers::{LogRequest, LogStream, PodLogs};
 use podium_runtime::{ContainerRuntime, Status};
 
 use crate::facts::{namespace_of, str_at};
-use crate::logs::{lines, select, LogOptions};
+use crate::logs::{lines, select, LogFollower, LogOptions};
 use crate::paths::Layout;
 
 /// How often a followed log is checked for more output.
@@ -89,7 +90,13 @@ impl PodLogs for NodeLogs {
             (false, false, n) => n,
         };
         let path = self.layout.log_path(ns, name, uid, c, run);
-        let data: Vec<u8> = tokio::fs::read(&path).await.unwrap_or_default();
+        // Opened once: a follow goes on from exactly what was read here, even if the
+        // file is rotated in between.
+        let (follower, data) = tokio::task::spawn_blocking(move || LogFollower::open(&path))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or((None, Vec::new()), |(f, d)| (Some(f), d));
         let opts = LogOptions {
             tail_lines: req.tail_lines,
             timestamps: req.timestamps,
@@ -110,28 +117,21 @@ impl PodLogs for NodeLogs {
             _ => return Ok(futures::stream::once(async move { Ok(Bytes::from(first)) }).boxed()),
         };
         // Follow: what is there now, then whatever is appended, until the container ends.
+        // The follower holds the file open: the pod's cleanup may remove it right after
+        // the container ends, and the lines written last must still reach the client.
+        let Some(follower) = follower else {
+            return Ok(futures::stream::once(async move { Ok(Bytes::from(first)) }).boxed());
+        };
         let (_, rest) = lines(&data, &opts);
-        let offset = data.len() - rest;
         let budget = opts.limit_bytes.map(|l| {
             usize::try_from(l)
                 .unwrap_or(usize::MAX)
                 .saturating_sub(first.len())
         });
-        // Hold the file open: the pod's cleanup may remove it right after the container
-        // ends, and the lines written last must still reach the client.
-        let Ok(mut file) = tokio::fs::File::open(&path).await else {
-            return Ok(futures::stream::once(async move { Ok(Bytes::from(first)) }).boxed());
-        };
-        if file
-            .seek(std::io::SeekFrom::Start(offset as u64))
-            .await
-            .is_err()
-        {
-            return Ok(futures::stream::once(async move { Ok(Bytes::from(first)) }).boxed());
-        }
         let state = Follow {
-            file,
-            pending: Vec::new(),
+            follower: Some(follower),
+            // An incomplete line (or partial record) at the end waits for the rest.
+            pending: data[data.len() - rest..].to_vec(),
             opts: LogOptions {
                 tail_lines: None,
                 since: None,
@@ -152,7 +152,8 @@ impl PodLogs for NodeLogs {
 }
 
 struct Follow {
-    file: tokio::fs::File,
+    /// `None` only while a read is in flight (or after a failed one).
+    follower: Option<LogFollower>,
     /// Bytes read but not yet a whole line.
     pending: Vec<u8>,
     opts: LogOptions,
@@ -171,14 +172,23 @@ impl Follow {
             }
             let rt = self.runtime.clone();
             let id = self.id.clone();
-            let running = tokio::task::spawn_blocking(move || {
-                matches!(rt.status(&id), Ok(Status::Running { .. }))
+            let mut follower = self.follower.take()?;
+            // The status first: once it says the container ended, the read after it
+            // gets everything the container wrote.
+            let read = tokio::task::spawn_blocking(move || {
+                let running = matches!(rt.status(&id), Ok(Status::Running { .. }));
+                let appended = follower.read_new();
+                (running, appended, follower)
             })
-            .await
-            .unwrap_or(false);
-            let mut appended = Vec::new();
-            let _ = self.file.read_to_end(&mut appended).await;
-            self.pending.extend_from_slice(&appended);
+            .await;
+            let Ok((running, appended, follower)) = read else {
+                return None;
+            };
+            self.follower = Some(follower);
+            match appended {
+                Ok(bytes) => self.pending.extend_from_slice(&bytes),
+                Err(e) => tracing::debug!("following the log of {}: {e}", self.id),
+            }
             let (ls, rest) = lines(&self.pending, &self.opts);
             let mut out: Vec<u8> = ls.concat();
             let consumed = self.pending.len() - rest;

@@ -192,13 +192,7 @@ pub fn milli_cpu_to_shares(milli: i64) -> u64 {
     shares.clamp(MIN_SHARES, MAX_SHARES)
 }
 
-/// runc/crun's cgroup v2 conversion of shares to `cpu.weight`: 1 + ((shares-2)×9999)/262142.
-pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
-    }
-    1 + (shares.saturating_sub(2) * 9999) / 262_142
-}
+pub use podium_runtime::cgroup::shares_to_weight;
 
 /// kubelet's `MilliCPUToQuota`: the CFS quota (µs per `period`), at least 1 ms; 0 = none.
 pub fn milli_cpu_to_quota(milli: i64, period: u64) -> i64 {
@@ -465,10 +459,6 @@ mod tests {
         assert_eq!(milli_cpu_to_shares(300), 307);
         assert_eq!(milli_cpu_to_shares(1000), 1024);
         assert_eq!(milli_cpu_to_shares(1_000_000), MAX_SHARES);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(262_144), 10000);
-        assert_eq!(shares_to_weight(0), 0);
         assert_eq!(milli_cpu_to_quota(500, CPU_PERIOD_US), 50_000);
         assert_eq!(milli_cpu_to_quota(5, CPU_PERIOD_US), 1_000);
         assert_eq!(milli_cpu_to_quota(0, CPU_PERIOD_US), 0);

@@ -24,7 +24,7 @@ use podium_runtime::{ContainerRequest, ContainerRuntime, ExitStatus, Sandbox, Sa
 use crate::api::{NodeApi, ObjectKind, Severity};
 use crate::container_config::{self, stop_signal};
 use crate::etc_files;
-use crate::facts::{arr_at, find_container, i64_at, str_at, NodeFacts, PodPaths, Resolved};
+use crate::facts::{arr_at, at, find_container, i64_at, str_at, NodeFacts, PodPaths, Resolved};
 use crate::images::{read_rootfs_file, Images, ReadyImage};
 use crate::index::{ContainerEntry, PodIndex, TermRecord};
 use crate::lifecycle::{
@@ -54,6 +54,9 @@ pub struct Deps {
     /// Pods admitted and not yet finished, by uid (the admission ledger).
     pub admitted: Mutex<BTreeMap<String, Value>>,
     pub volumes: VolumeManager,
+    /// How often the contents of configMap, secret, downwardAPI and projected volumes are
+    /// brought up to date (kubelet's `--sync-frequency`).
+    pub sync_frequency: Duration,
 }
 
 /// A container's wait ended.
@@ -72,6 +75,23 @@ pub fn deletion_grace(pod: &Value) -> Option<i64> {
 }
 
 /// The ConfigMaps and Secrets a pod's containers and volumes refer to.
+/// Whether the pod has a volume whose content the agent writes and keeps current.
+fn has_content_volumes(pod: &Value) -> bool {
+    arr_at(pod, &["spec", "volumes"]).iter().any(|v| {
+        ["configMap", "secret", "downwardAPI", "projected"]
+            .iter()
+            .any(|k| v.get(*k).is_some())
+    })
+}
+
+/// What of the pod's own object a downwardAPI volume may show and can change.
+fn volume_metadata(pod: &Value) -> Value {
+    serde_json::json!({
+        "labels": at(pod, &["metadata", "labels"]),
+        "annotations": at(pod, &["metadata", "annotations"]),
+    })
+}
+
 pub fn referenced_objects(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
     let add = |set: &mut BTreeSet<String>, v: Option<&Value>| {
@@ -141,10 +161,16 @@ pub struct PodWorker {
     stop_signals: BTreeMap<String, i32>,
     /// The pod's volumes on the host, once set up.
     volume_hosts: Option<BTreeMap<String, crate::facts::VolumeHost>>,
+    /// When the content volumes are next refreshed, and the pod metadata they last saw
+    /// (a downwardAPI volume shows labels and annotations).
+    next_volume_refresh: Option<DateTime<Utc>>,
+    volume_metadata: Option<Value>,
     pod_rx: watch::Receiver<Option<Value>>,
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits_rx: mpsc::UnboundedReceiver<Exit>,
     wake_at: Option<DateTime<Utc>>,
+    /// Phase durations of the first start, for the `pod started` log line.
+    times: StartTimes,
 }
 
 impl PodWorker {
@@ -164,10 +190,13 @@ impl PodWorker {
             services: None,
             stop_signals: BTreeMap::new(),
             volume_hosts: None,
+            next_volume_refresh: None,
+            volume_metadata: None,
             pod_rx,
             exits_tx,
             exits_rx,
             wake_at: None,
+            times: StartTimes::default(),
         }
     }
 
@@ -179,11 +208,17 @@ impl PodWorker {
         RestartPolicy::from_api(str_at(&self.pod, &["spec", "restartPolicy"]))
     }
 
-    fn host_network(&self) -> bool {
+    /// A boolean field of the pod spec, false when absent.
+    fn spec_flag(&self, field: &str) -> bool {
         self.pod
-            .pointer("/spec/hostNetwork")
+            .get("spec")
+            .and_then(|s| s.get(field))
             .and_then(Value::as_bool)
             == Some(true)
+    }
+
+    fn host_network(&self) -> bool {
+        self.spec_flag("hostNetwork")
     }
 
     /// Node facts for this pod: hostNetwork pods have the host's IPs; other pods have no
@@ -302,6 +337,7 @@ impl PodWorker {
                 ledger.insert(self.uid.clone(), self.pod.clone());
                 drop(ledger);
                 self.start_time.get_or_insert_with(Utc::now);
+                self.times.start();
                 self.transition(WorkerEvent::Admitted);
                 self.save_index();
             }
@@ -348,10 +384,16 @@ impl PodWorker {
             }
         }
         if self.volume_hosts.is_none() {
+            self.times.sandbox += self.times.mark();
             let resolved = self.resolved().await;
             let (vm, pod, facts) = (self.deps.volumes.clone(), self.pod.clone(), self.facts());
             match blocking(move || vm.setup(&pod, &resolved, &facts)).await {
-                Some(Ok(hosts)) => self.volume_hosts = Some(hosts),
+                Some(Ok(hosts)) => {
+                    self.volume_hosts = Some(hosts);
+                    self.times.volumes += self.times.mark();
+                    self.volume_metadata = Some(volume_metadata(&self.pod));
+                    self.next_volume_refresh = Some(now + self.sync_frequency());
+                }
                 Some(Err(e)) => {
                     self.event(Severity::Warning, e.reason(), &e.to_string())
                         .await;
@@ -361,6 +403,7 @@ impl PodWorker {
                 None => return,
             }
         }
+        self.refresh_volumes(now).await;
         let plan = podstate::plan(&self.ctrs, now);
         if let Some(t) = plan.wake_at {
             self.set_wake(t);
@@ -372,6 +415,7 @@ impl PodWorker {
                 break;
             }
         }
+        self.times.log_started(&self.ns, &self.name, &self.ctrs);
         // Anything more to start now (e.g. the next init container is due)?
         if !podstate::plan(&self.ctrs, Utc::now()).start.is_empty()
             && self.ctrs.iter().any(|c| c.running() || c.done)
@@ -398,7 +442,8 @@ impl PodWorker {
             pod_uid: self.uid.clone(),
             hostname,
             host_network: self.host_network(),
-            host_ipc: self.pod.pointer("/spec/hostIPC").and_then(Value::as_bool) == Some(true),
+            host_ipc: self.spec_flag("hostIPC"),
+            share_pid: self.spec_flag("shareProcessNamespace") && !self.spec_flag("hostPID"),
         };
         let dir = self.pod_dir();
         let pod = self.pod.clone();
@@ -421,6 +466,13 @@ impl PodWorker {
             }
         };
         let etc_hostname = etc_files::etc_hostname(&pod, &facts).map_err(|e| e.to_string())?;
+        // kubelet's pod-level cgroup: the pod's summed limits above its containers'.
+        let pod_cgroup = qos::pod_cgroup(
+            &self.deps.layout.cgroup_root(),
+            qos::qos_class(&self.pod),
+            &self.uid,
+        );
+        let pod_limits = qos::pod_resources(&self.pod, None);
         let rt = self.deps.runtime.clone();
         let sandbox = blocking(move || -> Result<Sandbox, String> {
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -429,6 +481,8 @@ impl PodWorker {
             if let Some(h) = hosts {
                 std::fs::write(dir.join("etc-hosts"), h).map_err(|e| e.to_string())?;
             }
+            rt.configure_pod_cgroup(&pod_cgroup, &pod_limits)
+                .map_err(|e| e.to_string())?;
             match rt.create_sandbox(&cfg) {
                 Ok(s) => Ok(s),
                 Err(podium_runtime::RuntimeError::Sandbox(
@@ -649,6 +703,35 @@ impl PodWorker {
         r
     }
 
+    fn sync_frequency(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.deps.sync_frequency)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60))
+    }
+
+    /// Keeps configMap, secret, downwardAPI and projected volume contents current, as
+    /// kubelet does: every sync period, and at once when the pod's labels or annotations
+    /// change. A source that fails (e.g. deleted) keeps its last content.
+    async fn refresh_volumes(&mut self, now: DateTime<Utc>) {
+        if self.volume_hosts.is_none() || !has_content_volumes(&self.pod) {
+            return;
+        }
+        let metadata = volume_metadata(&self.pod);
+        let due = self.next_volume_refresh.is_none_or(|t| now >= t)
+            || self.volume_metadata.as_ref() != Some(&metadata);
+        if due {
+            let resolved = self.resolved().await;
+            let (vm, pod, facts) = (self.deps.volumes.clone(), self.pod.clone(), self.facts());
+            if let Some(Err(e)) = blocking(move || vm.refresh(&pod, &resolved, &facts)).await {
+                tracing::debug!("pod {}/{}: refreshing volumes: {e}", self.ns, self.name);
+            }
+            self.volume_metadata = Some(metadata);
+            self.next_volume_refresh = Some(now + self.sync_frequency());
+        }
+        if let Some(t) = self.next_volume_refresh {
+            self.set_wake(t);
+        }
+    }
+
     /// Starts container `i`: image, root filesystem, configuration, runtime start.
     async fn start_container(&mut self, i: usize) {
         let name = self.ctrs[i].name.clone();
@@ -659,6 +742,7 @@ impl PodWorker {
         let Some(image) = self.pull(i).await else {
             return;
         };
+        self.times.image += self.times.mark();
         self.ctrs[i].image_ref = image.image_ref.clone();
         self.ctrs[i].attempt += 1;
         let attempt = self.ctrs[i].attempt;
@@ -705,6 +789,7 @@ impl PodWorker {
             }
         };
         self.ctrs[i].id = Some(id.clone());
+        self.times.rootfs += self.times.mark();
         let mut facts_img = image.facts.clone();
         facts_img.passwd = passwd;
         facts_img.group = group;
@@ -731,7 +816,7 @@ impl PodWorker {
             net_ns: sandbox.as_ref().and_then(|s| s.net.clone()),
             ipc_ns: sandbox.as_ref().and_then(|s| s.ipc.clone()),
             uts_ns: sandbox.as_ref().and_then(|s| s.uts.clone()),
-            pid_ns: None,
+            pid_ns: sandbox.as_ref().and_then(|s| s.pid.clone()),
         };
         let mut paths = paths;
         if let Err((reason, msg)) = self.subpaths(&name, &facts, &resolved, &mut paths).await {
@@ -759,10 +844,12 @@ impl PodWorker {
             log_path,
         };
         self.save_index();
+        self.times.config += self.times.mark();
         let rt = self.deps.runtime.clone();
         let started = blocking(move || rt.start(&req).map_err(|e| e.to_string()))
             .await
             .unwrap_or_else(|| Err("start task panicked".into()));
+        self.times.create_start += self.times.mark();
         match started {
             Ok(info) => {
                 self.event(
@@ -1326,6 +1413,59 @@ pub fn cleanup_host(
     Ok(())
 }
 
+/// Milliseconds spent in each phase of a pod's first start, from admission until every
+/// container (init containers aside) runs. Logged once per pod as `pod started pod=ns/name
+/// sandbox_ms=… volumes_ms=… image_ms=… rootfs_ms=… config_ms=… create_start_ms=…
+/// events_ms=… total_ms=…`, which `podium-bench pods` parses (`events_ms`: the Created and
+/// Started events and the index write after the runtime start). Pods adopted after an
+/// agent restart were not started here and log nothing.
+#[derive(Debug, Default)]
+struct StartTimes {
+    /// The previous mark; `None` until admission.
+    at: Option<std::time::Instant>,
+    began: Option<std::time::Instant>,
+    sandbox: f64,
+    volumes: f64,
+    image: f64,
+    rootfs: f64,
+    config: f64,
+    create_start: f64,
+    logged: bool,
+}
+
+impl StartTimes {
+    /// Admission: the first mark.
+    fn start(&mut self) {
+        let now = std::time::Instant::now();
+        self.began = Some(now);
+        self.at = Some(now);
+    }
+
+    /// Milliseconds since the previous mark (0 for the first).
+    fn mark(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let since = self.at.map_or(0.0, |t| (now - t).as_secs_f64() * 1000.0);
+        self.at = Some(now);
+        since
+    }
+
+    fn log_started(&mut self, ns: &str, name: &str, ctrs: &[Ctr]) {
+        let apps = || ctrs.iter().filter(|c| c.kind != Kind::Init);
+        if self.logged || self.began.is_none() || !apps().all(Ctr::running) {
+            return;
+        }
+        self.logged = true;
+        let events = self.mark();
+        let total = self
+            .began
+            .map_or(0.0, |b| b.elapsed().as_secs_f64() * 1000.0);
+        tracing::info!(
+            "pod started pod={ns}/{name} sandbox_ms={:.2} volumes_ms={:.2} image_ms={:.2} rootfs_ms={:.2} config_ms={:.2} create_start_ms={:.2} events_ms={:.2} total_ms={:.2}",
+            self.sandbox, self.volumes, self.image, self.rootfs, self.config, self.create_start, events, total
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1345,6 +1485,10 @@ mod tests {
     }
 
     fn rig() -> Rig {
+        rig_syncing_every(Duration::from_secs(60))
+    }
+
+    fn rig_syncing_every(sync_frequency: Duration) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let api = Arc::new(FakeApi::new());
         let rt = Arc::new(RecordingRuntime::new());
@@ -1383,6 +1527,7 @@ mod tests {
             layout,
             facts,
             admitted: Default::default(),
+            sync_frequency,
         });
         let (stop, rx) = watch::channel(false);
         tokio::spawn(deps.status.clone().run(api.clone(), rx));
@@ -1460,6 +1605,11 @@ mod tests {
         assert_eq!(s["qosClass"], "BestEffort");
         assert!(r.rt.calls().iter().any(|c| matches!(c,
             Call::CreateSandbox(cfg) if cfg.pod_uid == "uid-web" && !cfg.host_network)));
+        // The BestEffort pod's own cgroup gets the minimum cpu shares, as kubelet's.
+        assert!(r.rt.calls().iter().any(|c| matches!(c,
+            Call::ConfigurePodCgroup(path, res)
+                if path.ends_with("/kubepods/besteffort/poduid-web")
+                    && res.cpu_shares == Some(2) && res.memory_limit.is_none())));
         let start =
             r.rt.calls()
                 .into_iter()
@@ -1621,6 +1771,41 @@ mod tests {
         let rt = r.rt.clone();
         until("restart after adoption", || started_ids(&rt).len() == 2).await;
         assert_eq!(started_ids(&r.rt)[1], "podium-test0000-uid-keep-main-2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn configmap_and_downward_api_volumes_follow_their_sources() {
+        let r = rig_syncing_every(Duration::from_millis(100));
+        let cm =
+            |v: &str| json!({"metadata": {"name": "cm", "namespace": "default"}, "data": {"k": v}});
+        r.api.put(ObjectKind::ConfigMap, "default", "cm", cm("one"));
+        let mut p = pod(
+            "vols",
+            json!({"containers": [{"name": "main", "image": "busybox:1.36"}],
+                   "volumes": [{"name": "conf", "configMap": {"name": "cm"}},
+                               {"name": "info", "downwardAPI": {"items": [
+                                   {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]}),
+        );
+        p["metadata"]["labels"] = json!({"tier": "a"});
+        let (tx, rx) = watch::channel(Some(p.clone()));
+        tokio::spawn(PodWorker::new(r.deps.clone(), p.clone(), rx).run());
+        let vols = r.deps.layout.pods_root.join("uid-vols/volumes");
+        let conf = vols.join("kubernetes.io~configmap/conf/k");
+        let labels = vols.join("kubernetes.io~downward-api/info/labels");
+        let read = |f: &std::path::Path| std::fs::read_to_string(f).unwrap_or_default();
+        until("volumes written", || read(&conf) == "one").await;
+        assert_eq!(read(&labels), "tier=\"a\"");
+        // A changed ConfigMap reaches the file within a sync period.
+        r.api.put(ObjectKind::ConfigMap, "default", "cm", cm("two"));
+        until("configmap refreshed", || read(&conf) == "two").await;
+        // New labels reach the downwardAPI file when the pod changes.
+        p["metadata"]["labels"] = json!({"tier": "b"});
+        tx.send(Some(p)).unwrap();
+        until("labels refreshed", || read(&labels) == "tier=\"b\"").await;
+        // A deleted source keeps the last content.
+        r.api.remove(ObjectKind::ConfigMap, "default", "cm");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(read(&conf), "two");
     }
 
     #[test]

@@ -141,6 +141,7 @@ async fn busybox_pod_runs_and_leaves_nothing_behind() {
         },
         backend: Backend::Builtin,
         start_timeout: Duration::from_secs(20),
+        log_rotation: None,
     }));
     let api = Arc::new(FakeApi::new());
     let deps = Arc::new(Deps {
@@ -152,6 +153,7 @@ async fn busybox_pod_runs_and_leaves_nothing_behind() {
             layout.pods_root.clone(),
             &layout.instance,
         ),
+        sync_frequency: Duration::from_secs(60),
         layout: layout.clone(),
         facts: NodeFacts {
             node_name: "n1".into(),

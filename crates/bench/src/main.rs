@@ -1,7 +1,9 @@
 //! `podium-bench`: benchmarks a Podium server on this machine. It starts its own
 //! `podium server` (temporary data dir, loopback port, agent disabled) unless given a
-//! kubeconfig, runs the scenarios of [`scenarios`], and prints a table or JSON. This is a
-//! benchmark, not a test: it asserts nothing about speed. See docs/benchmarks.md.
+//! kubeconfig, runs the scenarios of [`scenarios`], and prints a table or JSON. `--only
+//! images` and `--only pods` are benchmarks of their own with their own servers and peers.
+//! This is a benchmark, not a test: it asserts nothing about speed (the pod benchmark
+//! prints its targets with hit or miss). See docs/benchmarks.md.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod client;
@@ -73,11 +75,14 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// Only these scenarios (comma-separated: create,get,list,watch; `images` is the
-    /// image pull benchmark, which needs no server and is not in the default set).
+    /// image pull benchmark, which needs no server, and `pods` the pod benchmark, which
+    /// starts its own server with its agent; neither is in the default set).
     #[arg(long, value_delimiter = ',', default_value = "create,get,list,watch")]
     only: Vec<String>,
     #[command(flatten)]
     images: scenarios::images::ImageBenchArgs,
+    #[command(flatten)]
+    pods_args: scenarios::pods::PodBenchArgs,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -129,6 +134,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    if wants("pods") {
+        let only_pods = args.only.iter().all(|o| o == "pods");
+        anyhow::ensure!(
+            only_pods || !args.json,
+            "with --json, run --only pods on its own"
+        );
+        let r = scenarios::pods::run(
+            &podium_bin,
+            &args.pods_args,
+            &args.images.podman_storage_driver,
+        )
+        .await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            print!("{}", r.table());
+        }
+        if only_pods {
+            return Ok(());
+        }
+    }
+    if args.only.iter().all(|o| o == "images" || o == "pods") {
+        return Ok(());
+    }
     let mut footprint = Footprint {
         binary_bytes: std::fs::metadata(&podium_bin).ok().map(|m| m.len()),
         ..Default::default()
@@ -137,7 +166,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(kc) => (None, Target::load(kc)?, args.server_pid),
         None => {
             eprintln!("starting {}", podium_bin.display());
-            let s = server::spawn(&podium_bin, Duration::from_secs(30)).await?;
+            let s = server::spawn(
+                &podium_bin,
+                &server::SpawnOptions::api(),
+                Duration::from_secs(30),
+            )
+            .await?;
             footprint.ready_ms = Some(s.ready_after.as_secs_f64() * 1000.0);
             let t = Target::load(&s.kubeconfig)?;
             let pid = s.pid();

@@ -1,6 +1,7 @@
 //! The server under test: either a `podium server` this bench starts in a temporary data
-//! dir (on a free loopback port, agent disabled) and stops at the end, or an existing one
-//! reached through a kubeconfig. Also reads the process footprint from /proc (RSS, CPU).
+//! dir (on a free loopback port; agent disabled for the API scenarios, enabled with an
+//! imported image for the pod scenarios) and stops at the end, or an existing one reached
+//! through a kubeconfig. Also reads the process footprint from /proc (RSS, PSS, CPU).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,11 +23,38 @@ pub enum ServerError {
     },
 }
 
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    /// Run the node agent (pods really run); `false` passes `--disable-agent`.
+    pub agent: bool,
+    /// `--max-pods N` (the node's pod capacity), when given.
+    pub max_pods: Option<usize>,
+    /// The server's `RUST_LOG`.
+    pub log_filter: String,
+    /// An image archive (`docker save` format) loaded with `podium image import` into the
+    /// data dir before the server starts, so pods find it cached.
+    pub import: Option<PathBuf>,
+}
+
+impl SpawnOptions {
+    /// API-only: no agent, warnings only (the API scenarios).
+    pub fn api() -> SpawnOptions {
+        SpawnOptions {
+            agent: false,
+            max_pods: None,
+            log_filter: "warn".into(),
+            import: None,
+        }
+    }
+}
+
 /// A server the bench started; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Spawned {
     child: Child,
     pub kubeconfig: PathBuf,
     pub log: PathBuf,
+    pub data_dir: PathBuf,
     /// Spawn to first 200 from /readyz (includes TLS and polling granularity of 10 ms).
     pub ready_after: Duration,
     _dir: tempfile::TempDir,
@@ -81,7 +109,11 @@ fn free_port() -> Result<u16, ServerError> {
 }
 
 /// Starts `podium server` in a fresh temporary data dir and waits until /readyz is 200.
-pub async fn spawn(bin: &Path, timeout: Duration) -> Result<Spawned, ServerError> {
+pub async fn spawn(
+    bin: &Path,
+    opts: &SpawnOptions,
+    timeout: Duration,
+) -> Result<Spawned, ServerError> {
     if !bin.is_file() {
         return Err(ServerError::Binary {
             path: bin.display().to_string(),
@@ -101,23 +133,29 @@ pub async fn spawn(bin: &Path, timeout: Duration) -> Result<Spawned, ServerError
     let log_err = log_file
         .try_clone()
         .map_err(|e| ServerError::Spawn(e.to_string()))?;
-    let started = Instant::now();
-    let child = Command::new(bin)
-        .arg("server")
+    if let Some(archive) = &opts.import {
+        import_image(bin, &data, archive)?;
+    }
+    let mut cmd = Command::new(bin);
+    cmd.arg("server")
         .arg("--data-dir")
         .arg(&data)
         .arg("--https-listen-port")
         .arg(port.to_string())
-        .args([
-            "--bind-address",
-            "127.0.0.1",
-            "--node-name",
-            "bench",
-            "--disable-agent",
-        ])
+        .args(["--bind-address", "127.0.0.1", "--node-name", "bench"])
         .arg("--write-kubeconfig")
-        .arg(&kubeconfig)
-        .env("RUST_LOG", "warn")
+        .arg(&kubeconfig);
+    if !opts.agent {
+        cmd.arg("--disable-agent");
+    }
+    if let Some(n) = opts.max_pods {
+        cmd.arg("--max-pods").arg(n.to_string());
+    }
+    let started = Instant::now();
+    let child = cmd
+        .env("RUST_LOG", &opts.log_filter)
+        // Plain log lines (no ANSI colours): the pod bench parses them.
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log_file))
         .stderr(Stdio::from(log_err))
@@ -127,6 +165,7 @@ pub async fn spawn(bin: &Path, timeout: Duration) -> Result<Spawned, ServerError
         child,
         kubeconfig,
         log,
+        data_dir: data,
         ready_after: Duration::ZERO,
         _dir: dir,
     };
@@ -157,7 +196,30 @@ pub async fn spawn(bin: &Path, timeout: Duration) -> Result<Spawned, ServerError
     })
 }
 
-fn read_log(path: &Path) -> String {
+/// `podium image --data-dir DATA import ARCHIVE`, before the server starts.
+fn import_image(bin: &Path, data: &Path, archive: &Path) -> Result<(), ServerError> {
+    let out = Command::new(bin)
+        .arg("image")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("import")
+        .arg(archive)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ServerError::Spawn(format!("podium image import: {e}")))?;
+    if !out.status.success() {
+        return Err(ServerError::Spawn(format!(
+            "podium image import {}: {}: {}",
+            archive.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The last 20 lines of the server's log.
+pub fn read_log(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(20).collect();
     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -187,6 +249,13 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 /// Peak resident set size (VmHWM) in bytes.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     status_kb(pid, "VmHWM:").map(|kb| kb * 1024)
+}
+
+/// Proportional set size in bytes (`Pss` of /proc/<pid>/smaps_rollup): shared pages
+/// count once across the processes sharing them.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_status_kb(&text, "Pss:").map(|kb| kb * 1024)
 }
 
 fn status_kb(pid: u32, key: &str) -> Option<u64> {
@@ -235,6 +304,12 @@ mod tests {
     }
 
     #[test]
+    fn parses_pss_of_smaps_rollup() {
+        let text = "55d0c0a00000-7ffd3a5f2000 ---p 00000000 00:00 0 [rollup]\nRss:      2048 kB\nPss:      1234 kB\nPss_Anon:  800 kB\n";
+        assert_eq!(parse_status_kb(text, "Pss:"), Some(1234));
+    }
+
+    #[test]
     fn parses_cpu_from_stat_with_odd_name() {
         let text = "42 (po dium) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1000";
         assert_eq!(parse_stat_cpu(text, 100), Some(Duration::from_secs(3)));
@@ -244,6 +319,7 @@ mod tests {
     fn reads_own_process() {
         let pid = std::process::id();
         assert!(rss_bytes(pid).unwrap() > 0);
+        assert!(pss_bytes(pid).unwrap() > 0);
         assert!(cpu_time(pid).is_some());
     }
 }

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a server: the Kubernetes API on an embedded store, plus this node's agent.
-    Server(config::ServerArgs),
+    Server(Box<config::ServerArgs>),
     /// Manage images: pull, ls, rm, inspect, import, prune.
     Image(podium_image::cli::ImageArgs),
 }
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(server::run(args))
+            rt.block_on(server::run(*args))
         }
         Command::Image(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -32,10 +32,22 @@ pub struct NodeAgent {
     pub internal_ip: String,
     /// The pod agent runs (Ready=True).
     pub runs_pods: bool,
+    /// The node's `pods` capacity (`--max-pods`).
+    pub max_pods: u32,
 }
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The node's capacity (also its allocatable: nothing is reserved yet).
+fn capacity(cpus: usize, mem_kib: u64, disk_bytes: u64, max_pods: u32) -> Value {
+    json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{mem_kib}Ki"),
+        "ephemeral-storage": format!("{}Ki", disk_bytes / 1024),
+        "pods": max_pods.to_string(),
+    })
 }
 
 fn condition(ty: &str, status: bool, reason: &str, message: &str, now: &str) -> Value {
@@ -68,12 +80,7 @@ impl NodeAgent {
         let cpus = hostinfo::cpu_count();
         let mem_kib = hostinfo::memory_total_kib();
         let (disk_total, disk_avail) = hostinfo::disk_bytes(&self.data_dir);
-        let capacity = json!({
-            "cpu": cpus.to_string(),
-            "memory": format!("{mem_kib}Ki"),
-            "ephemeral-storage": format!("{}Ki", disk_total / 1024),
-            "pods": "110",
-        });
+        let capacity = capacity(cpus, mem_kib, disk_total, self.max_pods);
         let mem_avail = hostinfo::memory_available_kib();
         let mem_pressure = mem_avail < MEMORY_AVAILABLE_MIN_KIB;
         let disk_pressure =
@@ -274,5 +281,19 @@ impl NodeAgent {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_reports_max_pods() {
+        let c = capacity(2, 2048, 10 << 20, 250);
+        assert_eq!(c["pods"], "250");
+        assert_eq!(c["cpu"], "2");
+        assert_eq!(c["memory"], "2048Ki");
+        assert_eq!(c["ephemeral-storage"], "10240Ki");
     }
 }

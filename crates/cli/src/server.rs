@@ -169,6 +169,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             internal_ip: advertise.clone(),
             runs_pods: true,
+            max_pods: args.max_pods,
         };
         tasks.push(tokio::spawn(agent.run(shutdown_rx.clone())));
     }
@@ -304,7 +305,8 @@ fn start_pod_agent(
 ) -> anyhow::Result<PodAgent> {
     use podium_agent::facts::{NodeAllocatable, NodeFacts};
     use podium_api::quantity::Quantity;
-    use podium_runtime::{Backend, LinuxRuntime, RuntimeOptions, ShimCommand};
+    use podium_runtime::log::Rotation;
+    use podium_runtime::{LinuxRuntime, RuntimeOptions, ShimCommand};
 
     let instance = podium_agent::paths::instance_name(&args.data_dir);
     let layout =
@@ -316,8 +318,12 @@ fn start_pod_agent(
             instance: instance.clone(),
             root: layout.run_root.clone(),
             shim: ShimCommand::current_exe().context("locating the podium binary")?,
-            backend: Backend::Builtin,
+            backend: args.container_runtime.clone(),
             start_timeout: Duration::from_secs(20),
+            log_rotation: Some(Rotation {
+                max_size: args.container_log_max_size,
+                max_files: args.container_log_max_files,
+            }),
         }));
     let images = Arc::new(
         podium_image::ImageService::open(&args.data_dir).context("opening the image store")?,
@@ -327,7 +333,7 @@ fn start_pod_agent(
         cpu: Quantity::from_units(i64::try_from(hostinfo::cpu_count()).unwrap_or(1)),
         memory: Quantity::parse(&format!("{}Ki", hostinfo::memory_total_kib())).unwrap_or_default(),
         ephemeral_storage: Quantity::parse(&format!("{}Ki", disk_total / 1024)).unwrap_or_default(),
-        pods: 110,
+        pods: i64::from(args.max_pods),
     };
     let facts = NodeFacts {
         node_name: node_name.to_string(),
@@ -357,10 +363,12 @@ fn start_pod_agent(
         layout: layout.clone(),
         facts,
         admitted: Default::default(),
+        sync_frequency: args.sync_frequency,
     });
     tracing::info!(
-        "node agent: instance {instance}, run root {}",
-        layout.run_root.display()
+        "node agent: instance {instance}, run root {}, container runtime {}",
+        layout.run_root.display(),
+        args.container_runtime.as_arg()
     );
     let agent = podium_agent::manager::Agent::new(deps);
     Ok(PodAgent {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cgroup::CgroupLayout;
+use crate::log::Rotation;
 use crate::shim::{backend_delete, cgroup_path_of, Backend, ShimArgs};
 use crate::state::{self, ContainerRecord, ExitStatus, ShimRecord};
 
@@ -71,6 +72,8 @@ pub struct StartOptions {
     pub id: String,
     /// The CRI-format log file the shim writes.
     pub log_path: PathBuf,
+    /// Rotate the log by size (`None`: one growing file).
+    pub log_rotation: Option<Rotation>,
     /// How long to wait for the shim to report the container started.
     pub start_timeout: Duration,
 }
@@ -119,6 +122,7 @@ pub fn start_container(opts: &StartOptions) -> Result<ShimHandle, ShimError> {
         log: opts.log_path.clone(),
         root: opts.runtime_root.clone(),
         backend: opts.backend.clone(),
+        rotation: opts.log_rotation,
         sync_fd: Some(wfd),
     };
     let mut cmd = Command::new(&opts.shim.exe);
@@ -222,6 +226,8 @@ fn read_reply(fd: OwnedFd, timeout: Duration) -> std::io::Result<String> {
 
 impl ShimHandle {
     /// Re-adopts a container from its state directory (e.g. after an agent restart).
+    /// The runtime recorded by its shim wins over `backend` (the caller's current one), so
+    /// a container keeps being handled by the runtime that created it.
     pub fn adopt(
         id: &str,
         state_dir: &Path,
@@ -234,6 +240,7 @@ impl ShimHandle {
                 id: id.to_string(),
                 dir: state_dir.to_path_buf(),
             })?;
+        let backend = record.runtime.as_deref().map_or(backend, Backend::parse);
         Ok(ShimHandle {
             id: id.to_string(),
             state_dir: state_dir.to_path_buf(),
@@ -369,17 +376,21 @@ pub fn delete_container(
     backend: &Backend,
     bundle: Option<&Path>,
 ) -> Result<(), ShimError> {
+    let mut backend = backend.clone();
     if let Ok(h) = ShimHandle::adopt(id, state_dir, runtime_root, backend.clone()) {
         if matches!(h.state()?, ContainerState::Running(_)) {
             h.kill(libc::SIGKILL)?;
             // The shim records the exit; if it is gone meanwhile, go on.
             let _ = h.wait(Some(Duration::from_secs(10)));
         }
+        backend = h.backend.clone();
     }
-    backend_delete(backend, runtime_root, state_dir, id).map_err(|message| ShimError::Runtime {
-        id: id.to_string(),
-        op: "delete",
-        message,
+    backend_delete(&backend, runtime_root, state_dir, id).map_err(|message| {
+        ShimError::Runtime {
+            id: id.to_string(),
+            op: "delete",
+            message,
+        }
     })?;
     let default_bundle = state_dir.join("bundle");
     let bundle = bundle.unwrap_or(&default_bundle);
@@ -391,5 +402,50 @@ pub fn delete_container(
     match std::fs::remove_dir_all(state_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(id, "removing state dir")(e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ProcessId;
+
+    fn record(runtime: Option<&str>) -> ContainerRecord {
+        ContainerRecord {
+            id: "c1".into(),
+            process: ProcessId {
+                pid: 1,
+                start_ticks: 0,
+            },
+            started_at: chrono::Utc::now(),
+            log_path: "/l/0.log".into(),
+            runtime: runtime.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn adopt_uses_the_runtime_recorded_by_the_shim() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("oci");
+        state::write_json(
+            d.path(),
+            state::CONTAINER_FILE,
+            &record(Some("/usr/sbin/runc")),
+        )
+        .unwrap();
+        let h = ShimHandle::adopt("c1", d.path(), &root, Backend::Builtin).unwrap();
+        assert_eq!(h.backend, Backend::External("/usr/sbin/runc".into()));
+        state::write_json(d.path(), state::CONTAINER_FILE, &record(Some("builtin"))).unwrap();
+        let h = ShimHandle::adopt("c1", d.path(), &root, Backend::External("/x".into())).unwrap();
+        assert_eq!(h.backend, Backend::Builtin);
+        // A record of an older shim names none: the caller's backend applies.
+        let old = r#"{"id":"c1","process":{"pid":1,"start_ticks":0},"started_at":"2026-01-01T00:00:00Z","log_path":"/l"}"#;
+        std::fs::write(d.path().join(state::CONTAINER_FILE), old).unwrap();
+        let h = ShimHandle::adopt("c1", d.path(), &root, Backend::External("/x".into())).unwrap();
+        assert_eq!(h.backend, Backend::External("/x".into()));
+        assert!(matches!(
+            ShimHandle::adopt("c1", &d.path().join("none"), &root, Backend::Builtin),
+            Err(ShimError::NotFound { .. })
+        ));
     }
 }

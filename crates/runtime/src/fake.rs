@@ -11,6 +11,7 @@ use chrono::Utc;
 use crate::client::ShimError;
 use crate::runtime::{ContainerInfo, ContainerRequest, ContainerRuntime, RuntimeError, Status};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::spec::Resources;
 use crate::state::ExitStatus;
 
 /// One recorded call.
@@ -18,6 +19,7 @@ use crate::state::ExitStatus;
 pub enum Call {
     CreateSandbox(SandboxConfig),
     RemoveSandbox(String),
+    ConfigurePodCgroup(String, Resources),
     Start(Box<ContainerRequest>),
     Status(String),
     Kill(String, i32),
@@ -92,6 +94,8 @@ impl ContainerRuntime for RecordingRuntime {
             net: (!cfg.host_network).then(|| dir.join("ns/net")),
             ipc: (!cfg.host_ipc).then(|| dir.join("ns/ipc")),
             uts: (!cfg.host_network).then(|| dir.join("ns/uts")),
+            pid: cfg.share_pid.then(|| dir.join("ns/pid")),
+            pause: None,
             dir,
         })
     }
@@ -100,6 +104,13 @@ impl ContainerRuntime for RecordingRuntime {
         self.lock()
             .calls
             .push(Call::RemoveSandbox(pod_uid.to_string()));
+        Ok(())
+    }
+
+    fn configure_pod_cgroup(&self, cgroup_path: &str, r: &Resources) -> Result<(), RuntimeError> {
+        self.lock()
+            .calls
+            .push(Call::ConfigurePodCgroup(cgroup_path.to_string(), r.clone()));
         Ok(())
     }
 

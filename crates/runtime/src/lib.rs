@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod client;
 pub mod fake;
 pub mod log;
+pub mod pause;
 pub mod runtime;
 pub mod sandbox;
 pub mod shim;

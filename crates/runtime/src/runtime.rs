@@ -11,9 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::client::{self, ContainerState, ShimCommand, ShimError, ShimHandle, StartOptions};
+use crate::log::Rotation;
 use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxError};
 use crate::shim::Backend;
-use crate::spec::{self, ContainerConfig, SpecError};
+use crate::spec::{self, ContainerConfig, Resources, SpecError};
 use crate::state::ExitStatus;
 
 /// Errors of runtime operations.
@@ -79,6 +80,9 @@ pub trait ContainerRuntime: Send + Sync {
     fn create_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, RuntimeError>;
     /// Idempotent.
     fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+    /// Creates the pod-level cgroup (e.g. `/<instance>/kubepods/burstable/pod<uid>`) with
+    /// the pod's limits, above its containers' cgroups. Idempotent.
+    fn configure_pod_cgroup(&self, cgroup_path: &str, r: &Resources) -> Result<(), RuntimeError>;
     /// Creates and starts a container; returns once it runs (or with why it did not).
     fn start(&self, req: &ContainerRequest) -> Result<ContainerInfo, RuntimeError>;
     fn status(&self, id: &str) -> Result<Status, RuntimeError>;
@@ -103,6 +107,8 @@ pub struct RuntimeOptions {
     pub shim: ShimCommand,
     pub backend: Backend,
     pub start_timeout: Duration,
+    /// Rotation of container logs by size (`None`: one growing file per container run).
+    pub log_rotation: Option<Rotation>,
 }
 
 /// Sandboxes and shim-run containers on this host.
@@ -180,11 +186,26 @@ pub fn write_bundle(bundle: &Path, spec: &oci_spec::runtime::Spec) -> std::io::R
 
 impl ContainerRuntime for LinuxRuntime {
     fn create_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
-        Ok(sandbox::create_sandbox(&self.pods_dir(), cfg)?)
+        Ok(sandbox::create_sandbox(
+            &self.pods_dir(),
+            cfg,
+            &self.opts.shim,
+        )?)
     }
 
     fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
         Ok(sandbox::remove_sandbox(&self.pods_dir(), pod_uid)?)
+    }
+
+    fn configure_pod_cgroup(&self, cgroup_path: &str, r: &Resources) -> Result<(), RuntimeError> {
+        let io = |source| RuntimeError::Io {
+            op: "configuring the pod cgroup",
+            source,
+        };
+        crate::cgroup::CgroupLayout::host()
+            .map_err(io)?
+            .configure(cgroup_path, r)
+            .map_err(io)
     }
 
     fn start(&self, req: &ContainerRequest) -> Result<ContainerInfo, RuntimeError> {
@@ -207,6 +228,7 @@ impl ContainerRuntime for LinuxRuntime {
             bundle,
             id: req.id.clone(),
             log_path: req.log_path.clone(),
+            log_rotation: self.opts.log_rotation,
             start_timeout: self.opts.start_timeout,
         };
         match client::start_container(&opts) {

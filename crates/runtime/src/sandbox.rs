@@ -6,9 +6,12 @@
 //! with an ioctl (no `ip` binary). hostNetwork (which implies the host's UTS namespace,
 //! as in Kubernetes) and hostIPC use the host's namespaces: nothing is created for them.
 //!
+//! A shared pid namespace (shareProcessNamespace) needs a process to live: a pause
+//! process ([`crate::pause`]) is its PID 1, pinned like the others at `ns/pid` and
+//! killed when the sandbox is removed.
+//!
 //! `run_root` must be private to the server instance (e.g. `/run/podium/<instance>/pods`),
-//! so two servers on one host never collide. A shared pid namespace
-//! (shareProcessNamespace, via a pause process) is not implemented yet.
+//! so two servers on one host never collide.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +19,10 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::client::ShimCommand;
+use crate::pause::{self, PauseError};
 use crate::spec::{NamespaceMode, Namespaces};
+use crate::state::ProcessId;
 
 /// Sandbox errors; `Exists` and `InvalidPodUid` are caller errors, the rest are host
 /// failures worth reporting (and retrying after teardown).
@@ -32,6 +38,8 @@ pub enum SandboxError {
         op: &'static str,
         source: std::io::Error,
     },
+    #[error("sandbox for pod {pod}: {source}")]
+    Pause { pod: String, source: PauseError },
 }
 
 /// What a pod asks of its sandbox.
@@ -42,6 +50,9 @@ pub struct SandboxConfig {
     pub hostname: String,
     pub host_network: bool,
     pub host_ipc: bool,
+    /// One pid namespace for all containers (shareProcessNamespace without hostPID).
+    #[serde(default)]
+    pub share_pid: bool,
 }
 
 /// A created sandbox: where its namespaces are pinned.
@@ -53,6 +64,12 @@ pub struct Sandbox {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The shared pid namespace, if the pod shares one.
+    #[serde(default)]
+    pub pid: Option<PathBuf>,
+    /// PID 1 of the shared pid namespace.
+    #[serde(default)]
+    pub pause: Option<ProcessId>,
 }
 
 const RECORD: &str = "sandbox.json";
@@ -89,8 +106,13 @@ fn valid_uid(uid: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
-/// Creates the sandbox of `cfg.pod_uid` under `run_root`.
-pub fn create_sandbox(run_root: &Path, cfg: &SandboxConfig) -> Result<Sandbox, SandboxError> {
+/// Creates the sandbox of `cfg.pod_uid` under `run_root`; `shim` is the binary that runs
+/// the pause process of a shared pid namespace.
+pub fn create_sandbox(
+    run_root: &Path,
+    cfg: &SandboxConfig,
+    shim: &ShimCommand,
+) -> Result<Sandbox, SandboxError> {
     if !valid_uid(&cfg.pod_uid) {
         return Err(SandboxError::InvalidPodUid(cfg.pod_uid.clone()));
     }
@@ -120,12 +142,14 @@ pub fn create_sandbox(run_root: &Path, cfg: &SandboxConfig) -> Result<Sandbox, S
         kinds.push("uts");
     }
     let pin = |k: &str| ns_dir.join(k);
-    let sandbox = Sandbox {
+    let mut sandbox = Sandbox {
         config: cfg.clone(),
         dir: dir.clone(),
         net: new_net.then(|| pin("net")),
         ipc: new_ipc.then(|| pin("ipc")),
         uts: new_uts.then(|| pin("uts")),
+        pid: None,
+        pause: None,
     };
 
     if !kinds.is_empty() {
@@ -140,13 +164,57 @@ pub fn create_sandbox(run_root: &Path, cfg: &SandboxConfig) -> Result<Sandbox, S
             return Err(SandboxError::Sys { pod, op, source });
         }
     }
+    if cfg.share_pid {
+        let fail = |e: SandboxError, sandbox: &Sandbox| {
+            if let Some(p) = &sandbox.pause {
+                pause::kill(p);
+            }
+            let _ = teardown_dir(&dir);
+            e
+        };
+        let p = pause::spawn(shim).map_err(|source| {
+            let _ = teardown_dir(&dir);
+            SandboxError::Pause {
+                pod: pod.clone(),
+                source,
+            }
+        })?;
+        sandbox.pause = Some(p);
+        let target = pin("pid");
+        if let Err(e) = pin_namespace(&format!("/proc/{}/ns/pid", p.pid), &target) {
+            return Err(fail(sys(e.0)(e.1), &sandbox));
+        }
+        // The pin must name the pause process's namespace, not a later process's that
+        // reused its pid in the meantime.
+        if !p.is_alive() {
+            let gone = std::io::Error::other("pause process exited");
+            return Err(fail(sys("starting pause process")(gone), &sandbox));
+        }
+        sandbox.pid = Some(target);
+    }
     let bytes =
         serde_json::to_vec_pretty(&sandbox).map_err(|e| sys("encoding record")(e.into()))?;
     if let Err(e) = crate::state::write_atomic(&dir, RECORD, &bytes) {
+        if let Some(p) = &sandbox.pause {
+            pause::kill(p);
+        }
         let _ = teardown_dir(&dir);
         return Err(sys("writing record")(e));
     }
     Ok(sandbox)
+}
+
+/// Bind-mounts a namespace file (`/proc/.../ns/KIND`) onto a new file at `target`.
+fn pin_namespace(src: &str, target: &Path) -> ThreadResult {
+    std::fs::File::create(target).map_err(|e| ("creating pin file", e))?;
+    mount(
+        Some(src),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| ("bind-mounting namespace", e.into()))
 }
 
 type ThreadResult = Result<(), (&'static str, std::io::Error)>;
@@ -170,17 +238,7 @@ fn setup_thread(ns_dir: &Path, kinds: &[String], hostname: &str) -> ThreadResult
         loopback_up().map_err(|e| ("bringing up lo", e))?;
     }
     for k in kinds {
-        let target = ns_dir.join(k);
-        std::fs::File::create(&target).map_err(|e| ("creating pin file", e))?;
-        let src = PathBuf::from(format!("/proc/thread-self/ns/{k}"));
-        mount(
-            Some(&src),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| ("bind-mounting namespace", e.into()))?;
+        pin_namespace(&format!("/proc/thread-self/ns/{k}"), &ns_dir.join(k))?;
     }
     Ok(())
 }
@@ -230,10 +288,14 @@ fn teardown_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Unmounts the pinned namespaces and removes the pod's run directory. Idempotent.
+/// Kills the pause process, unmounts the pinned namespaces and removes the pod's run
+/// directory. Idempotent.
 pub fn remove_sandbox(run_root: &Path, pod_uid: &str) -> Result<(), SandboxError> {
     if !valid_uid(pod_uid) {
         return Err(SandboxError::InvalidPodUid(pod_uid.to_string()));
+    }
+    if let Some(p) = Sandbox::load(run_root, pod_uid).and_then(|s| s.pause) {
+        pause::kill(&p);
     }
     teardown_dir(&run_root.join(pod_uid)).map_err(|source| SandboxError::Sys {
         pod: pod_uid.to_string(),
@@ -245,6 +307,13 @@ pub fn remove_sandbox(run_root: &Path, pod_uid: &str) -> Result<(), SandboxError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_shim() -> ShimCommand {
+        ShimCommand {
+            exe: "/nonexistent".into(),
+            leading_args: vec![],
+        }
+    }
 
     #[test]
     fn pod_uid_validation() {
@@ -258,9 +327,10 @@ mod tests {
             hostname: "h".into(),
             host_network: true,
             host_ipc: true,
+            share_pid: false,
         };
         assert!(matches!(
-            create_sandbox(d.path(), &cfg),
+            create_sandbox(d.path(), &cfg, &no_shim()),
             Err(SandboxError::InvalidPodUid(_))
         ));
     }
@@ -273,8 +343,9 @@ mod tests {
             hostname: "h".into(),
             host_network: true,
             host_ipc: true,
+            share_pid: false,
         };
-        let sb = create_sandbox(d.path(), &cfg).unwrap();
+        let sb = create_sandbox(d.path(), &cfg, &no_shim()).unwrap();
         assert_eq!(sb.net, None);
         assert_eq!(sb.uts, None);
         let ns = sb.namespaces(NamespaceMode::New);
@@ -282,7 +353,7 @@ mod tests {
         assert_eq!(ns.ipc, NamespaceMode::Host);
         assert_eq!(Sandbox::load(d.path(), "p1"), Some(sb));
         assert!(matches!(
-            create_sandbox(d.path(), &cfg),
+            create_sandbox(d.path(), &cfg, &no_shim()),
             Err(SandboxError::Exists(_))
         ));
         remove_sandbox(d.path(), "p1").unwrap();

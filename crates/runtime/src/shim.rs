@@ -6,7 +6,15 @@
 //! the process cwd and expecting its caller to reap children.
 //!
 //! Argument format (after the `shim` subcommand word):
-//! `--id ID --bundle DIR --state-dir DIR --log FILE --root DIR [--runtime builtin|PATH] [--sync-fd N]`
+//! `--id ID --bundle DIR --state-dir DIR --log FILE --root DIR [--runtime builtin|PATH]
+//! [--log-max-size BYTES [--log-max-files N]] [--sync-fd N]`. With `--log-max-size` the
+//! log is rotated by size ([`crate::log::Rotation`]; `--log-max-files` defaults to 5).
+//!
+//! With an external runtime (runc), the shim runs `<runtime> --root DIR --log
+//! <state-dir>/runtime.log --log-format json create --bundle .. --pid-file ..` with the
+//! container's stdio as its own (no terminal: runc passes them to the container), then
+//! `start`; `runc init` is reparented to the shim (a subreaper), which reaps it like
+//! libcontainer's child. `delete --force` runs from the agent.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -19,7 +27,7 @@ use chrono::Utc;
 use nix::sys::wait::{waitpid, WaitStatus};
 
 use crate::cgroup::CgroupLayout;
-use crate::log::{write_records, LineSplitter, Stream};
+use crate::log::{write_records, LineSplitter, LogFile, Rotation, Stream};
 use crate::state::{self, ContainerRecord, ExitStatus, ProcessId, ShimRecord};
 
 /// Which OCI runtime creates the container inside the shim.
@@ -92,18 +100,22 @@ impl Backend {
                     .stdin(Stdio::from(stdin))
                     .stdout(Stdio::from(stdout))
                     .stderr(Stdio::from(stderr))
+                    .current_dir(&a.bundle)
                     .status()
                     .map_err(|e| format!("running {}: {e}", bin.display()))?;
                 if !out.success() {
                     return Err(format!(
-                        "{} create failed ({out}); see {}",
+                        "{} create: {}",
                         bin.display(),
-                        a.state_dir.join("runtime.log").display()
+                        runtime_error(&a.state_dir).unwrap_or_else(|| format!(
+                            "{out}; see {}",
+                            a.state_dir.join(RUNTIME_LOG).display()
+                        ))
                     ));
                 }
                 run_external(bin, &a.root, &a.state_dir, &["start", &a.id])?;
                 std::fs::read_to_string(&pid_file)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("reading {}: {e}", pid_file.display()))?
                     .trim()
                     .parse()
                     .map_err(|e| format!("bad pid file: {e}"))
@@ -112,13 +124,33 @@ impl Backend {
     }
 }
 
+/// The external runtime's log (JSON lines) in the container's state directory.
+const RUNTIME_LOG: &str = "runtime.log";
+
 fn external_global_args(root: &Path, state_dir: &Path) -> Vec<String> {
     vec![
         "--root".into(),
         root.display().to_string(),
         "--log".into(),
-        state_dir.join("runtime.log").display().to_string(),
+        state_dir.join(RUNTIME_LOG).display().to_string(),
+        "--log-format".into(),
+        "json".into(),
     ]
+}
+
+/// The last error the external runtime logged (`{"level":"error","msg":...}` lines).
+fn runtime_error(state_dir: &Path) -> Option<String> {
+    last_error_in(&std::fs::read_to_string(state_dir.join(RUNTIME_LOG)).ok()?)
+}
+
+fn last_error_in(log: &str) -> Option<String> {
+    log.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        let level = v.get("level")?.as_str()?;
+        matches!(level, "error" | "fatal")
+            .then(|| v.get("msg")?.as_str().map(str::to_string))
+            .flatten()
+    })
 }
 
 fn run_external(bin: &Path, root: &Path, state_dir: &Path, args: &[&str]) -> Result<(), String> {
@@ -131,12 +163,9 @@ fn run_external(bin: &Path, root: &Path, state_dir: &Path, args: &[&str]) -> Res
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{} {}: {}",
-            bin.display(),
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let msg = last_error_in(&stderr).unwrap_or_else(|| stderr.trim().to_string());
+        Err(format!("{} {}: {msg}", bin.display(), args.join(" ")))
     }
 }
 
@@ -158,7 +187,14 @@ pub(crate) fn backend_delete(
             let mut c = libcontainer::container::Container::load(dir).map_err(|e| e.to_string())?;
             c.delete(true).map_err(|e| e.to_string())
         }
-        Backend::External(bin) => run_external(bin, root, state_dir, &["delete", "--force", id]),
+        Backend::External(bin) => {
+            // runc keeps `<root>/<id>/state.json`; without it runc never recorded the
+            // container (or it is deleted already).
+            if !root.join(id).exists() {
+                return Ok(());
+            }
+            run_external(bin, root, state_dir, &["delete", "--force", id])
+        }
     }
 }
 
@@ -171,6 +207,8 @@ pub struct ShimArgs {
     pub log: PathBuf,
     pub root: PathBuf,
     pub backend: Backend,
+    /// Rotate the log by size; `None`: one growing file.
+    pub rotation: Option<Rotation>,
     pub sync_fd: Option<i32>,
 }
 
@@ -179,6 +217,7 @@ impl ShimArgs {
         let (mut id, mut bundle, mut state_dir, mut log, mut root) = (None, None, None, None, None);
         let mut backend = Backend::Builtin;
         let mut sync_fd = None;
+        let (mut max_size, mut max_files) = (None, None);
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut val = || {
@@ -193,12 +232,36 @@ impl ShimArgs {
                 "--log" => log = Some(PathBuf::from(val()?)),
                 "--root" => root = Some(PathBuf::from(val()?)),
                 "--runtime" => backend = Backend::parse(&val()?),
+                "--log-max-size" => {
+                    let n: u64 = val()?.parse().map_err(|e| format!("--log-max-size: {e}"))?;
+                    if n == 0 {
+                        return Err("--log-max-size must be positive".into());
+                    }
+                    max_size = Some(n);
+                }
+                "--log-max-files" => {
+                    let n: u32 = val()?
+                        .parse()
+                        .map_err(|e| format!("--log-max-files: {e}"))?;
+                    if n < 2 {
+                        return Err("--log-max-files must be at least 2".into());
+                    }
+                    max_files = Some(n);
+                }
                 "--sync-fd" => {
                     sync_fd = Some(val()?.parse().map_err(|e| format!("--sync-fd: {e}"))?)
                 }
                 other => return Err(format!("unknown shim argument {other:?}")),
             }
         }
+        let rotation = match (max_size, max_files) {
+            (Some(max_size), files) => Some(Rotation {
+                max_size,
+                max_files: files.unwrap_or(crate::log::DEFAULT_MAX_FILES),
+            }),
+            (None, Some(_)) => return Err("--log-max-files needs --log-max-size".into()),
+            (None, None) => None,
+        };
         Ok(ShimArgs {
             id: id.ok_or("--id is required")?,
             bundle: bundle.ok_or("--bundle is required")?,
@@ -206,6 +269,7 @@ impl ShimArgs {
             log: log.ok_or("--log is required")?,
             root: root.ok_or("--root is required")?,
             backend,
+            rotation,
             sync_fd,
         })
     }
@@ -225,6 +289,12 @@ impl ShimArgs {
             "--runtime".into(),
             self.backend.as_arg(),
         ];
+        if let Some(r) = self.rotation {
+            v.push("--log-max-size".into());
+            v.push(r.max_size.to_string());
+            v.push("--log-max-files".into());
+            v.push(r.max_files.to_string());
+        }
         if let Some(fd) = self.sync_fd {
             v.push("--sync-fd".into());
             v.push(fd.to_string());
@@ -236,6 +306,9 @@ impl ShimArgs {
 /// Entry point of `podium shim ...`; `args` are the arguments after `shim`. Must be
 /// called before any other thread (e.g. a tokio runtime) is started: libcontainer forks.
 pub fn shim_main(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some(crate::pause::PAUSE_ARG) {
+        return crate::pause::pause_main();
+    }
     let a = match ShimArgs::parse(args) {
         Ok(a) => a,
         Err(e) => {
@@ -299,10 +372,7 @@ fn run(a: &ShimArgs, sync: &mut Option<File>) -> Result<(), String> {
     if let Some(parent) = a.log.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("log dir: {e}"))?;
     }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.log)
+    let log = LogFile::open(&a.log, a.rotation)
         .map_err(|e| format!("opening log {}: {e}", a.log.display()))?;
     let log = std::sync::Arc::new(std::sync::Mutex::new(log));
     let (out_r, out_w) =
@@ -330,6 +400,7 @@ fn run(a: &ShimArgs, sync: &mut Option<File>) -> Result<(), String> {
         process,
         started_at,
         log_path: a.log.clone(),
+        runtime: Some(a.backend.as_arg()),
     };
     state::write_json(&a.state_dir, state::CONTAINER_FILE, &record)
         .map_err(|e| format!("writing container record: {e}"))?;
@@ -391,7 +462,7 @@ fn wait_for(pid: i32, process: ProcessId) -> (Option<i32>, Option<i32>) {
     }
 }
 
-fn pump(mut src: File, stream: Stream, log: &std::sync::Mutex<File>) {
+fn pump(mut src: File, stream: Stream, log: &std::sync::Mutex<LogFile>) {
     let mut splitter = LineSplitter::new(stream);
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -432,13 +503,46 @@ mod tests {
             log: "/l/0.log".into(),
             root: "/r".into(),
             backend: Backend::External("/usr/sbin/runc".into()),
+            rotation: Some(Rotation {
+                max_size: 2048,
+                max_files: 3,
+            }),
             sync_fd: Some(5),
         };
         assert_eq!(ShimArgs::parse(&a.to_args()).unwrap(), a);
         let mut b = a.clone();
         b.backend = Backend::Builtin;
+        b.rotation = None;
         b.sync_fd = None;
         assert_eq!(ShimArgs::parse(&b.to_args()).unwrap(), b);
+        // --log-max-files defaults to kubelet's 5.
+        let mut args = b.to_args();
+        args.extend(["--log-max-size".to_string(), "100".to_string()]);
+        assert_eq!(
+            ShimArgs::parse(&args).unwrap().rotation,
+            Some(Rotation {
+                max_size: 100,
+                max_files: 5
+            })
+        );
+    }
+
+    #[test]
+    fn runtime_errors_come_from_its_json_log() {
+        let log = r#"{"level":"info","msg":"starting","time":"t"}
+{"level":"error","msg":"first failure","time":"t"}
+{"level":"error","msg":"runc create failed: unable to start container process: exec: \"/x\": no such file","time":"t"}
+{"level":"debug","msg":"bye","time":"t"}
+not json
+"#;
+        assert_eq!(
+            last_error_in(log).as_deref(),
+            Some(
+                "runc create failed: unable to start container process: exec: \"/x\": no such file"
+            )
+        );
+        assert_eq!(last_error_in("plain text\n"), None);
+        assert_eq!(last_error_in(r#"{"level":"info","msg":"ok"}"#), None);
     }
 
     #[test]
@@ -452,5 +556,27 @@ mod tests {
         assert!(ShimArgs::parse(&[])
             .unwrap_err()
             .contains("--id is required"));
+        let with = |extra: &[&str]| {
+            let v: Vec<String> = ["--id", "c", "--bundle", "/b", "--state-dir", "/s"]
+                .iter()
+                .chain(["--log", "/l", "--root", "/r"].iter())
+                .chain(extra.iter())
+                .map(|s| s.to_string())
+                .collect();
+            ShimArgs::parse(&v)
+        };
+        assert!(with(&["--log-max-size", "0"])
+            .unwrap_err()
+            .contains("positive"));
+        assert!(with(&["--log-max-size", "10Mi"])
+            .unwrap_err()
+            .contains("--log-max-size"));
+        assert!(with(&["--log-max-size", "10", "--log-max-files", "1"])
+            .unwrap_err()
+            .contains("at least 2"));
+        assert!(with(&["--log-max-files", "3"])
+            .unwrap_err()
+            .contains("needs --log-max-size"));
+        assert!(with(&[]).unwrap().rotation.is_none());
     }
 }

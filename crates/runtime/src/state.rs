@@ -5,7 +5,8 @@
 //!
 //! Layout of `<state_dir>`: `shim.json` (shim pid), `container.json` (container pid,
 //! start time), `exit.json` (exit status, written once when the container ends),
-//! `start-error` (why it never started), `shim.log` (the shim's own diagnostics).
+//! `start-error` (why it never started), `shim.log` (the shim's own diagnostics) and, with
+//! an external runtime, `runtime.log` (its JSON log) and `runtime.pid` (its pid file).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,11 @@ pub struct ContainerRecord {
     pub process: ProcessId,
     pub started_at: DateTime<Utc>,
     pub log_path: PathBuf,
+    /// The OCI runtime that created it (`builtin` or a binary's path; see
+    /// `Backend::as_arg`), so that a later agent configured otherwise still deletes it
+    /// with the right one. Absent in records of older shims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 /// How a container ended.

@@ -36,6 +36,8 @@ use podium_image::client::{Session, MEDIA_DOCKER_MANIFEST};
 use podium_image::{Digest, RegistriesConfig};
 use serde::Serialize;
 
+use super::peer::{remove_dir, show, timed, version, which, PodmanConf};
+use super::testimage::{read_busybox, TarLayer};
 use crate::report::Machine;
 use crate::stats::percentile;
 
@@ -56,8 +58,9 @@ pub struct ImageBenchArgs {
     /// Peers measured beside Podium (comma-separated: podman, skopeo; `none` for none).
     #[arg(long, value_delimiter = ',', default_value = "podman,skopeo")]
     pub image_peers: Vec<String>,
-    /// Storage driver for the podman peer. overlay unpacks each layer once into its own
-    /// directory, as Podium's snapshots do; vfs copies every parent layer again.
+    /// Storage driver for the podman peer (image and pod benchmarks). overlay unpacks
+    /// each layer once into its own directory, as Podium's snapshots do; vfs copies every
+    /// parent layer again.
     #[arg(long, default_value = "overlay")]
     pub podman_storage_driver: String,
     /// The registry binary (Debian's docker-registry).
@@ -78,12 +81,6 @@ pub enum ImageBenchError {
         port: u16,
         waited: Duration,
         log: String,
-    },
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
     },
     #[error("{tool}: {detail}")]
     Unexpected { tool: String, detail: String },
@@ -245,52 +242,6 @@ fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
     out
 }
 
-struct TarLayer {
-    b: tar::Builder<Vec<u8>>,
-    files: usize,
-}
-
-impl TarLayer {
-    fn new() -> Self {
-        TarLayer {
-            b: tar::Builder::new(Vec::new()),
-            files: 0,
-        }
-    }
-
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_size(size);
-        h
-    }
-
-    fn dir(&mut self, path: &str) -> std::io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
-        self.b.append_data(&mut h, path, &[][..])
-    }
-
-    fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
-        self.files += 1;
-        self.b.append_data(&mut h, path, data)
-    }
-
-    fn symlink(&mut self, path: &str, target: &str) -> std::io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
-        self.b.append_link(&mut h, path, target)
-    }
-
-    fn finish(self) -> std::io::Result<(Vec<u8>, usize)> {
-        let files = self.files;
-        Ok((self.b.into_inner()?, files))
-    }
-}
-
 /// A built layer: (what, files, tar, gzip).
 struct Built {
     what: String,
@@ -312,24 +263,18 @@ fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
 /// Builds the five layers so that their gzip sizes add up to about `target` bytes.
 fn build_layers(target: u64) -> anyhow::Result<Vec<Built>> {
     const MIB: usize = 1 << 20;
-    let busybox = std::fs::read("/bin/busybox")
-        .context("/bin/busybox missing: apt-get install busybox-static")?;
+    let busybox = read_busybox()?;
     let mut rng = Rng(0x5e_ed0f_90d1);
     let rest = target.saturating_sub(busybox.len() as u64 / 2).max(4 << 20) as usize;
 
-    let mut l1 = TarLayer::new();
-    for d in ["bin/", "etc/", "tmp/", "usr/", "usr/share/", "opt/"] {
-        l1.dir(d)?;
-    }
-    l1.file("bin/busybox", 0o755, &busybox)?;
-    for applet in [
-        "sh", "ls", "cat", "echo", "sleep", "cp", "mv", "rm", "mkdir", "ps", "grep", "sed", "awk",
-        "tar", "gzip", "wget", "env", "true", "false", "id",
-    ] {
-        l1.symlink(&format!("bin/{applet}"), "busybox")?;
-    }
-    l1.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
-    l1.file("etc/group", 0o644, b"root:x:0:\n")?;
+    let l1 = TarLayer::busybox(
+        &["bin/", "etc/", "tmp/", "usr/", "usr/share/", "opt/"],
+        &busybox,
+        &[
+            "sh", "ls", "cat", "echo", "sleep", "cp", "mv", "rm", "mkdir", "ps", "grep", "sed",
+            "awk", "tar", "gzip", "wget", "env", "true", "false", "id",
+        ],
+    )?;
 
     // Half of the rest: large random files (download- and write-bound).
     let mut l2 = TarLayer::new();
@@ -556,68 +501,6 @@ impl Registry {
     }
 }
 
-/// CPU time of waited-for children so far (this process's children and their own
-/// waited-for descendants).
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we pass; nothing else is touched.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Flushes dirty pages so one tool's write-back is not billed to the next.
-fn sync_disks() {
-    // SAFETY: sync(2) has no arguments and no failure mode.
-    unsafe { libc::sync() }
-}
-
-/// What one command did.
-struct Ran {
-    wall: Duration,
-    cpu: Duration,
-    stdout: String,
-}
-
-fn show(cmd: &[String]) -> String {
-    cmd.join(" ")
-}
-
-/// Runs `cmd` (after a sync) and times it; a non-zero exit is an error.
-async fn timed(cmd: &[String], env: &[(&str, String)]) -> anyhow::Result<Ran> {
-    let (prog, args) = cmd.split_first().context("empty command")?;
-    sync_disks();
-    let cpu0 = children_cpu();
-    let start = Instant::now();
-    let out = tokio::process::Command::new(prog)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running {prog}"))?;
-    let wall = start.elapsed();
-    let cpu = children_cpu().saturating_sub(cpu0);
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(ImageBenchError::Command {
-            command: show(cmd),
-            status: out.status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-        }
-        .into());
-    }
-    Ok(Ran {
-        wall,
-        cpu,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    })
-}
-
 /// Allocated bytes under `dir` (hard links counted once; symlinks not followed).
 pub fn disk_usage(dir: &Path) -> u64 {
     let mut seen = std::collections::HashSet::new();
@@ -663,16 +546,6 @@ fn before_pull(cmd: &[String], sub: &str) -> Vec<String> {
     out
 }
 
-/// Removes a tool's scratch dir (podman's overlay dirs may hold read-only files).
-fn remove_dir(dir: &Path) {
-    if std::fs::remove_dir_all(dir).is_err() {
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(dir)
-            .status();
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tool {
     Podium,
@@ -685,10 +558,9 @@ struct Bench<'a> {
     image: String,
     podium_bin: PathBuf,
     scratch: PathBuf,
-    driver: String,
-    /// containers.conf, registries.conf and policy.json of the run, so that no host
-    /// configuration (or its absence) changes what the peers do.
-    conf_dir: PathBuf,
+    /// The run's own podman configuration, so that no host configuration (or its
+    /// absence) changes what the peers do.
+    podman: PodmanConf,
     layers: u64,
 }
 
@@ -705,38 +577,20 @@ impl Bench<'_> {
     }
 
     fn podman_cmd(&self, dir: &Path) -> Vec<String> {
-        vec![
-            "podman".into(),
-            "--root".into(),
-            dir.join("root").display().to_string(),
-            "--runroot".into(),
-            dir.join("run").display().to_string(),
-            "--storage-driver".into(),
-            self.driver.clone(),
-            "--cgroup-manager".into(),
-            "cgroupfs".into(),
-            "--events-backend".into(),
-            "none".into(),
+        let mut cmd = self.podman.global_args(&dir.join("root"), &dir.join("run"));
+        cmd.extend([
             "pull".into(),
             "--quiet".into(),
             "--tls-verify=false".into(),
             "--signature-policy".into(),
-            self.conf_dir.join("policy.json").display().to_string(),
+            self.podman.policy().display().to_string(),
             self.image.clone(),
-        ]
-    }
-
-    fn containers_env(&self) -> Vec<(&'static str, String)> {
-        let c = |f: &str| self.conf_dir.join(f).display().to_string();
-        vec![
-            ("CONTAINERS_CONF", c("containers.conf")),
-            ("CONTAINERS_REGISTRIES_CONF", c("registries.conf")),
-            ("CONTAINERS_STORAGE_CONF", c("storage.conf")),
-        ]
+        ]);
+        cmd
     }
 
     fn podman_env(&self, dir: &Path) -> Vec<(&'static str, String)> {
-        let mut env = self.containers_env();
+        let mut env = self.podman.env();
         // Its temporary blob copies go to the run's own dir, cleaned with it.
         env.push(("TMPDIR", dir.join("tmp").display().to_string()));
         env
@@ -825,7 +679,7 @@ impl Bench<'_> {
             }
             Tool::SkopeoUmoci => {
                 let layout = format!("oci:{}:big", dir.join("layout").display());
-                let policy = self.conf_dir.join("policy.json").display().to_string();
+                let policy = self.podman.policy().display().to_string();
                 let copy: Vec<String> = [
                     "skopeo",
                     "--policy",
@@ -847,7 +701,7 @@ impl Bench<'_> {
                     dir.join("bundle").display().to_string(),
                 ];
                 let g0 = self.reg.blob_gets();
-                let a = timed(&copy, &self.containers_env()).await?;
+                let a = timed(&copy, &self.podman.env()).await?;
                 let gets = self.reg.blob_gets() - g0;
                 let b = timed(&unpack, &[]).await?;
                 if !dir.join("bundle/rootfs/bin/busybox").exists() {
@@ -870,30 +724,6 @@ impl Bench<'_> {
         }
         Ok(())
     }
-}
-
-fn which(prog: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(prog))
-            .find(|f| f.is_file())
-    })
-}
-
-fn version(cmd: &[&str]) -> String {
-    std::process::Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
 }
 
 /// Runs the whole image benchmark.
@@ -959,40 +789,18 @@ pub async fn run(podium_bin: &Path, a: &ImageBenchArgs) -> anyhow::Result<Images
     );
 
     // The peers' configuration: runc and cgroupfs as on this host (pulls run nothing),
-    // no search registries, and a policy that accepts unsigned images (as Debian's
-    // default /etc/containers/policy.json does).
-    let conf_dir = tmp.path().join("conf");
-    std::fs::create_dir_all(&conf_dir)?;
-    for (name, text) in [
-        (
-            "containers.conf",
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"none\"\n",
-        ),
-        ("registries.conf", "unqualified-search-registries = []\n"),
-        (
-            "storage.conf",
-            // podman insists on both roots here; every run overrides them with flags.
-            &format!(
-                "[storage]\ndriver = \"{}\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
-                a.podman_storage_driver,
-                tmp.path().join("unused-runroot").display(),
-                tmp.path().join("unused-graphroot").display()
-            ),
-        ),
-        (
-            "policy.json",
-            "{\"default\": [{\"type\": \"insecureAcceptAnything\"}]}\n",
-        ),
-    ] {
-        std::fs::write(conf_dir.join(name), text)?;
-    }
+    // no search registries, and a policy that accepts unsigned images.
+    let podman = PodmanConf::write(
+        &tmp.path().join("conf"),
+        tmp.path(),
+        &a.podman_storage_driver,
+    )?;
     let bench = Bench {
         reg: &reg,
         image: facts.reference.clone(),
         podium_bin: podium_bin.to_path_buf(),
         scratch: tmp.path().join("runs"),
-        driver: a.podman_storage_driver.clone(),
-        conf_dir,
+        podman,
         layers: facts.layers.len() as u64,
     };
 

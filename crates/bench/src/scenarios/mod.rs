@@ -5,12 +5,17 @@
 //!   LIST of 1000 pods (JSON and Table), watch fan-out.
 //! - [`images`]: image pull + unpack from a local registry, side by side with podman and
 //!   skopeo+umoci (issue 3); needs no server.
+//! - [`pods`]: pods really run by a server with its agent — start-up, teardown, burst,
+//!   density, per-phase timings — side by side with `podman kube play` (issue 5).
 //!
-//! Pod lifecycle scenarios (start-up, teardown, burst, density; issue 5) belong in a
-//! sibling module that reuses [`Ctx`], [`pod_manifest`] and [`run_workers`].
+//! Shared by the last two: [`peer`] (peer tools as timed processes, podman's isolated
+//! configuration) and [`testimage`] (busybox layers and `docker save` archives).
 
 pub mod api;
 pub mod images;
+pub mod peer;
+pub mod pods;
+pub mod testimage;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

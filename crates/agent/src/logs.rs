@@ -135,6 +135,34 @@ pub fn termination_tail(path: &Path) -> Option<String> {
 }
 
 /// A file's identity (device, inode): a rotation puts another file at the log's path.
+/// The run index of a container log file name: `3.log` and its rotations `3.log.<time>`.
+fn run_of_log_name(name: &str) -> Option<u32> {
+    let (run, rest) = name.split_once(".log")?;
+    (rest.is_empty() || rest.starts_with('.'))
+        .then(|| run.parse().ok())
+        .flatten()
+}
+
+/// Removes the log files in a container's log directory of runs before `keep_from`
+/// (kubelet's container GC keeps the current and the previous run's logs, for
+/// `kubectl logs --previous`). Returns how many files were removed.
+pub fn remove_logs_before(dir: &Path, keep_from: u32) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if run_of_log_name(&name.to_string_lossy()).is_some_and(|r| r < keep_from) {
+            std::fs::remove_file(e.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
@@ -422,5 +450,32 @@ mod tests {
             m.starts_with("line 21\n") && m.ends_with("line 99\nafter\n"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn logs_of_runs_before_the_previous_one_are_removed() {
+        assert_eq!(run_of_log_name("3.log"), Some(3));
+        assert_eq!(run_of_log_name("3.log.20261129-120000.000000001"), Some(3));
+        assert_eq!(run_of_log_name("3.logx"), None);
+        assert_eq!(run_of_log_name("x.log"), None);
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "0.log",
+            "0.log.20261129-1",
+            "1.log",
+            "2.log",
+            "2.log.20261129-1",
+            "notes",
+        ] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        assert_eq!(remove_logs_before(d.path(), 1).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["1.log", "2.log", "2.log.20261129-1", "notes"]);
+        assert_eq!(remove_logs_before(&d.path().join("absent"), 5).unwrap(), 0);
     }
 }

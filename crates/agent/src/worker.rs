@@ -771,6 +771,10 @@ impl PodWorker {
                 std::fs::write(&term2, b"").map_err(|e| e.to_string())?;
                 if let Some(p) = log2.parent() {
                     std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
+                    // Keep this run's and the previous run's logs only (kubelet's GC).
+                    if let Err(e) = crate::logs::remove_logs_before(p, restart.saturating_sub(1)) {
+                        tracing::debug!("removing old logs in {}: {e}", p.display());
+                    }
                 }
                 images.mount_rootfs(&img2, &cdir2, &rootfs2)?;
                 Ok((

@@ -180,11 +180,7 @@ impl Podium<'_> {
     }
 
     /// All of `names` created at once → all Running; also each pod as observed.
-    async fn burst(
-        &self,
-        ns: &str,
-        names: &[String],
-    ) -> anyhow::Result<(BurstRun, Vec<Observed>)> {
+    async fn burst(&self, ns: &str, names: &[String]) -> anyhow::Result<(BurstRun, Vec<Observed>)> {
         let tr = Tracker::start(&self.ctx, ns).await?;
         sync_disks();
         let t0 = Stamp::now();

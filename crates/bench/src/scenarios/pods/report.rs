@@ -396,7 +396,11 @@ impl PodsReport {
             let _ = writeln!(o);
             let mut head = format!("{:<18}", "phase (podium)");
             for sp in &self.phases {
-                let _ = write!(head, " | {:>23}", format!("{} ({} pods)", sp.scenario, sp.pods));
+                let _ = write!(
+                    head,
+                    " | {:>23}",
+                    format!("{} ({} pods)", sp.scenario, sp.pods)
+                );
             }
             let _ = writeln!(o, "{head}");
             let mut sub = format!("{:<18}", "ms");

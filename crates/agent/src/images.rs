@@ -105,47 +105,16 @@ pub fn read_rootfs_file(root: &Path, rel: &str) -> Option<String> {
     std::fs::read_to_string(&p).ok()
 }
 
-/// Whether `path` is a mount point (from /proc/self/mountinfo).
+/// Whether `path` is a mount point.
 pub fn is_mountpoint(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    text.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|m| unescape_mountinfo(m) == want)
-    })
+    crate::volumes::mounts::is_mount_point(path).unwrap_or(false)
 }
 
 /// Mount points at or below `root`.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mountinfo(m)))
-        .filter(|m| m.starts_with(root))
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::volumes::mounts::mounts_under(root)
+        .map(|ms| ms.into_iter().map(|m| m.mount_point).collect())
+        .unwrap_or_default()
 }
 
 /// [`Images`] over the node's image service.
@@ -316,9 +285,9 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    fn mount_points() {
         assert!(is_mountpoint(Path::new("/proc")));
+        assert!(!is_mountpoint(Path::new("/proc/self")));
+        assert!(mounts_under(Path::new("/proc")).contains(&PathBuf::from("/proc")));
     }
 }

@@ -48,7 +48,9 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // libcgroups warns at every container about v1 controllers this kernel
+                // lacks (hugetlb, net_cls, ...): four lines per pod, nothing to act on.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libcgroups=error")),
         )
         .with_writer(std::io::stderr)
         .init();

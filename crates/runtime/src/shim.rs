@@ -57,7 +57,10 @@ impl Backend {
         }
     }
 
-    /// Creates and starts the container with the given stdio; returns its pid.
+    /// Creates and starts the container with the given stdio; returns its pid. Never
+    /// inlined: libcontainer's large stack frames then lie below the caller's and are
+    /// released by [`release_startup_memory`].
+    #[inline(never)]
     fn create_and_start(
         &self,
         a: &ShimArgs,
@@ -309,6 +312,12 @@ pub fn shim_main(args: &[String]) -> i32 {
     if args.first().map(String::as_str) == Some(crate::pause::PAUSE_ARG) {
         return crate::pause::pause_main();
     }
+    // One malloc arena: the two log pumps would otherwise each get their own, and every
+    // shim's private memory counts per pod on a dense node (docs/benchmarks.md).
+    // SAFETY: mallopt only tunes the allocator; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let a = match ShimArgs::parse(args) {
         Ok(a) => a,
         Err(e) => {
@@ -419,6 +428,7 @@ fn run(a: &ShimArgs, sync: &mut Option<File>) -> Result<(), String> {
     }
     drop(done_tx);
 
+    release_startup_memory();
     let (code, signal) = wait_for(pid, process);
     // The pipes close when the last holder exits; with a private pid namespace that is at
     // once, but processes left in a shared one may hold them: do not wait for those long.
@@ -443,6 +453,40 @@ fn run(a: &ShimArgs, sync: &mut Option<File>) -> Result<(), String> {
     Ok(())
 }
 
+/// Gives back the memory that only starting the container needed: free heap pages
+/// (malloc_trim) and the main stack below the current frame, which libcontainer's deep
+/// calls dirtied (up to ~80 KiB) and the shim never reaches again while it waits. A shim
+/// lives as long as its container, one per container, so this is memory per pod.
+fn release_startup_memory() {
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let marker = 0u8;
+    let sp = std::ptr::addr_of!(marker) as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(start) = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| l.split('-').next())
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+    else {
+        return;
+    };
+    // Keep a margin below this frame (the red zone and the madvise call itself); calls
+    // still to come get fresh zero pages where they go deeper.
+    let end = sp.saturating_sub(8 * 1024) & !0xfff;
+    if end > start && sp > start {
+        // SAFETY: the range lies in this thread's stack mapping, below every live frame
+        // (the stack grows down and nothing points into dead frames).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 /// Reaps children until the container's process ends; returns (exit code, signal).
 fn wait_for(pid: i32, process: ProcessId) -> (Option<i32>, Option<i32>) {
     let target = nix::unistd::Pid::from_raw(pid);
@@ -464,7 +508,9 @@ fn wait_for(pid: i32, process: ProcessId) -> (Option<i32>, Option<i32>) {
 
 fn pump(mut src: File, stream: Stream, log: &std::sync::Mutex<LogFile>) {
     let mut splitter = LineSplitter::new(stream);
-    let mut buf = vec![0u8; 32 * 1024];
+    // A pipe holds 64 KiB; 8 KiB reads keep up with a chatty container and keep the shim
+    // small (it is per container).
+    let mut buf = vec![0u8; 8 * 1024];
     loop {
         match src.read(&mut buf) {
             Ok(0) => break,

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch, Mutex};
 
-use podium_image::{default_pull_policy, lookup_all, Keyring, PullPolicy, Reference};
+use podium_image::{lookup_all, Keyring, PullPolicy, Reference};
 use podium_runtime::{ContainerRequest, ContainerRuntime, ExitStatus, Sandbox, SandboxConfig};
 
 use crate::api::{NodeApi, ObjectKind, Severity};
@@ -552,8 +552,13 @@ impl PodWorker {
     async fn pull(&mut self, i: usize) -> Option<ReadyImage> {
         let spec = find_container(&self.pod, &self.ctrs[i].name).cloned()?;
         let image = self.ctrs[i].image.clone();
+        // Admission always sets imagePullPolicy; the same rule covers an object that
+        // somehow lacks it.
         let policy = PullPolicy::from_api(str_at(&spec, &["imagePullPolicy"]))
-            .unwrap_or_else(|| default_pull_policy(&image));
+            .or_else(|| {
+                PullPolicy::from_api(podium_api::admission::pod::default_pull_policy(&image))
+            })
+            .unwrap_or(PullPolicy::IfNotPresent);
         let present_before = policy != PullPolicy::Always;
         let keyrings = self.keyrings().await;
         let name = Reference::parse(&image)

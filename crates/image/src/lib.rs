@@ -38,7 +38,7 @@ pub use manifest::ImageConfig;
 pub use pull::{
     Ensured, ImageHandle, ImageService, LayerProgress, LayerState, ProgressFn, PullError, PullStats,
 };
-pub use reference::{default_pull_policy, PullPolicy, Reference, ReferenceError};
+pub use reference::{PullPolicy, Reference, ReferenceError};
 pub use registries::RegistriesConfig;
 pub use snapshot::{chain_id, chain_ids, OverlayMount, SnapshotError, Snapshotter};
 pub use store::{ContentStore, Fetcher, Ingested, StoreError};

@@ -10,9 +10,8 @@
 //! `localhost`, or contains uppercase letters (Docker's rule); otherwise the registry is
 //! `docker.io`. `index.docker.io` is folded into `docker.io`.
 //!
-//! Also here: [`PullPolicy`] and [`default_pull_policy`], the seed's imagePullPolicy
-//! default. (crates/api/src/admission/pod.rs has its own string copy of that rule; one
-//! should call the other.)
+//! Also here: [`PullPolicy`], the typed imagePullPolicy. Its default (the seed's rule)
+//! is applied once, by API admission (`podium_api::admission::pod::default_pull_policy`).
 
 use crate::digest::{Digest, DigestError};
 use std::fmt;
@@ -344,23 +343,6 @@ impl fmt::Display for PullPolicy {
     }
 }
 
-/// The seed's (and Kubernetes') default: `Always` when the tag is `latest`, or when
-/// there is neither tag nor digest; otherwise `IfNotPresent`. Works on the raw string
-/// as the API server sees it, so an unparsable image still gets a default (validation
-/// reports the image itself).
-pub fn default_pull_policy(image: &str) -> PullPolicy {
-    let (name, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (image, None),
-    };
-    let last = name.rsplit('/').next().unwrap_or(name);
-    let tag = last.split_once(':').map(|(_, t)| t);
-    match (tag, digest) {
-        (Some("latest"), _) | (None, None) => PullPolicy::Always,
-        _ => PullPolicy::IfNotPresent,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,26 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn pull_policy_rule() {
-        assert_eq!(default_pull_policy("nginx"), PullPolicy::Always);
-        assert_eq!(default_pull_policy("nginx:latest"), PullPolicy::Always);
-        assert_eq!(default_pull_policy("nginx:1.25"), PullPolicy::IfNotPresent);
-        assert_eq!(
-            default_pull_policy("localhost:5000/nginx"),
-            PullPolicy::Always
-        );
-        assert_eq!(
-            default_pull_policy("localhost:5000/nginx:1"),
-            PullPolicy::IfNotPresent
-        );
-        assert_eq!(
-            default_pull_policy(&format!("nginx@sha256:{HEX}")),
-            PullPolicy::IfNotPresent
-        );
-        assert_eq!(
-            default_pull_policy(&format!("nginx:latest@sha256:{HEX}")),
-            PullPolicy::Always
-        );
+    fn pull_policy_names() {
         assert_eq!(PullPolicy::from_api("Never"), Some(PullPolicy::Never));
         assert_eq!(PullPolicy::from_api("never"), None);
         assert_eq!(PullPolicy::IfNotPresent.to_string(), "IfNotPresent");

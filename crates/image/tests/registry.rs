@@ -414,9 +414,8 @@ async fn docker_io_through_a_mirror() {
     )
     .unwrap();
     let svc = ImageService::open(data.path()).unwrap();
-    // The unchanged manifest's `image: busybox` with its default policy.
-    let policy = podium_image::default_pull_policy("busybox");
-    assert_eq!(policy, PullPolicy::Always);
+    // The unchanged manifest's `image: busybox` with its default policy (no tag: Always).
+    let policy = PullPolicy::Always;
     let e = svc.ensure("busybox", policy, &[], None).await.unwrap();
     assert_eq!(e.handle.manifest_digest, d);
     assert_eq!(e.handle.image_ref, format!("docker.io/library/busybox@{d}"));

@@ -1554,6 +1554,7 @@ mod tests {
             "IfNotPresent"
         );
         assert_eq!(default_pull_policy("nginx@sha256:abc"), "IfNotPresent");
+        assert_eq!(default_pull_policy("nginx:latest@sha256:abc"), "Always");
     }
 
     #[test]

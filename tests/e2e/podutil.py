@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -36,6 +36,22 @@ def create(kubectl: Kubectl, ns: str, doc: dict | list[dict] | str) -> None:
     else:
         text = yaml.safe_dump(doc)
     kubectl("create", "-n", ns, "-f", "-", input=text)
+
+
+def shell_pod(name: str, script: str, policy: str = "Never", **spec: Any) -> dict:
+    """A one-container busybox pod running `sh -c script name` (the pod's name is $0, so
+    each pod's processes can be found by it), 2 s of grace."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": policy,
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script, name]}],
+            **spec,
+        },
+    }
 
 
 def get_pod(api: Api, ns: str, name: str) -> dict | None:

@@ -54,19 +54,6 @@ def rot(rot_server: Server, request):
     return rot_server, ns
 
 
-def pod(name: str, script: str, policy: str = "Never") -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": policy,
-            "terminationGracePeriodSeconds": 2,
-            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script]}],
-        },
-    }
-
-
 def log_dir(srv: Server, ns: str, p: dict) -> Path:
     m = p["metadata"]
     return srv.data_dir / "pods" / f"{ns}_{m['name']}_{m['uid']}" / "main"
@@ -96,7 +83,7 @@ def numbers(text: str, prefix: str) -> list[int]:
 def test_log_dir_keeps_max_files_and_logs_shows_the_latest_lines(rot):
     srv, ns = rot
     api, kubectl = srv.api(), srv.kubectl()
-    pu.create(kubectl, ns, pod("bulk", "seq 1 3000 | sed 's/^/line /'; echo end"))
+    pu.create(kubectl, ns, pu.shell_pod("bulk", "seq 1 3000 | sed 's/^/line /'; echo end"))
     p = pu.wait_phase(api, ns, "bulk", "Succeeded")
     assert pu.cstatus(p, "main")["state"]["terminated"]["exitCode"] == 0
     files = check_files(log_dir(srv, ns, p))
@@ -127,7 +114,7 @@ def test_log_dir_keeps_max_files_and_logs_shows_the_latest_lines(rot):
 def test_previous_shows_the_latest_lines_of_the_run_before(rot):
     srv, ns = rot
     api, kubectl = srv.api(), srv.kubectl()
-    pu.create(kubectl, ns, pod("again", "seq 1 1500 | sed 's/^/line /'; echo end-of-run; exit 1", policy="OnFailure"))
+    pu.create(kubectl, ns, pu.shell_pod("again", "seq 1 1500 | sed 's/^/line /'; echo end-of-run; exit 1", policy="OnFailure"))
     p = pu.wait_pod(api, ns, "again", lambda x: pu.cstatus(x, "main")["restartCount"] >= 1, "restarted", timeout=60)
     prev = pu.logs(kubectl, ns, "again", "--previous")
     assert prev.endswith("line 1500\nend-of-run\n"), prev[-200:]
@@ -144,7 +131,7 @@ def test_follow_across_rotations_loses_and_repeats_nothing(rot):
     total = 500
     # One numbered line every 10 ms (~46-byte records: a rotation every ~45 lines).
     script = f"i=0; while [ $i -lt {total} ]; do i=$((i+1)); echo \"n $i\"; usleep 10000; done"
-    pu.create(kubectl, ns, pod("slow", script))
+    pu.create(kubectl, ns, pu.shell_pod("slow", script))
     pu.wait_pod(api, ns, "slow", lambda x: pu.phase(x) in ("Running", "Succeeded"), "started")
     proc = subprocess.Popen(
         [KUBECTL, "logs", "-f", "-n", ns, "slow"],

@@ -46,20 +46,6 @@ def runc_state(srv: Server, cid: str) -> dict | None:
     return json.loads(p.stdout) if p.returncode == 0 else None
 
 
-def pod(name: str, script: str, policy: str = "Never", **spec) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": policy,
-            "terminationGracePeriodSeconds": 2,
-            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script, name]}],
-            **spec,
-        },
-    }
-
-
 def traces(srv: Server, uids: list[str], cids: list[str]) -> dict[str, list]:
     """What deleted pods may leave on the host."""
     needles = [f for u in uids for f in pu.uid_forms(u)] + [c for c in cids if c]
@@ -86,11 +72,11 @@ def test_runc_runs_pods_with_logs_status_exit_codes_and_no_leftovers(spawn, regi
     pu.create(
         kubectl, ns,
         [
-            pod("ok", f"echo hello-{tag}; echo warn-{tag} >&2; exit 0"),
-            pod("fails", f"echo bye-{tag}; exit 3"),
+            pu.shell_pod("ok", f"echo hello-{tag}; echo warn-{tag} >&2; exit 0"),
+            pu.shell_pod("fails", f"echo bye-{tag}; exit 3"),
             # Runs until /tmp/done appears, then exits 5.
-            pod("waits", f"echo up-{tag}; while [ ! -f /tmp/done ]; do sleep 0.1; done; echo down; exit 5"),
-            pod("keeps", f"echo always-{tag}; exec sleep 3600", policy="Always"),
+            pu.shell_pod("waits", f"echo up-{tag}; while [ ! -f /tmp/done ]; do sleep 0.1; done; echo down; exit 5"),
+            pu.shell_pod("keeps", f"echo always-{tag}; exec sleep 3600", policy="Always"),
         ],
     )  # fmt: skip
 
@@ -169,7 +155,7 @@ def test_runc_container_started_by_runc_is_deleted_by_a_builtin_server(spawn, re
     api, kubectl = srv.api(), srv.kubectl()
     ns = "switch"
     api.create_namespace(ns)
-    pu.create(kubectl, ns, pod("sleeper", "echo started; exec sleep 3600", policy="Always"))
+    pu.create(kubectl, ns, pu.shell_pod("sleeper", "echo started; exec sleep 3600", policy="Always"))
     p = pu.wait_running(api, ns, "sleeper")
     cid = pu.container_id(pu.cstatus(p, "main"))
     pid = runc_state(srv, cid)["pid"]

@@ -107,6 +107,32 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
+/// The first lines of every report's table: what ran, when, on which machine, and the
+/// settings (if any) as `key=value`.
+pub fn table_header(
+    what: &str,
+    date: &str,
+    m: &Machine,
+    settings: Option<&BTreeMap<String, String>>,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{what} {date}  |  {} cores, {}, kernel {}, {:.1} GiB RAM{}",
+        m.cores,
+        m.os,
+        m.kernel,
+        m.memory_bytes as f64 / (1u64 << 30) as f64,
+        if m.virtualised { ", VM" } else { "" }
+    );
+    if let Some(settings) = settings {
+        let kv: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(o, "settings: {}", kv.join(" "));
+        let _ = writeln!(o);
+    }
+    o
+}
+
 impl Report {
     pub fn scenario(&self, name: &str) -> Option<&Scenario> {
         self.scenarios.iter().find(|s| s.name == name)
@@ -114,25 +140,12 @@ impl Report {
 
     /// The human-readable rendering.
     pub fn table(&self) -> String {
-        let mut o = String::new();
-        let m = &self.machine;
-        let _ = writeln!(
-            o,
-            "podium-bench {}  |  {} cores, {}, kernel {}, {}{}",
-            self.date,
-            m.cores,
-            m.os,
-            m.kernel,
-            mib(m.memory_bytes).replace(" MiB", " MiB RAM"),
-            if m.virtualised { ", VM" } else { "" }
+        let mut o = table_header(
+            "podium-bench",
+            &self.date,
+            &self.machine,
+            Some(&self.settings),
         );
-        let settings: Vec<String> = self
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(o, "settings: {}", settings.join(" "));
-        let _ = writeln!(o);
         let _ = writeln!(
             o,
             "{:<16} {:>4} {:>7} {:>6} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8}",

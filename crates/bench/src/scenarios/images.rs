@@ -888,18 +888,8 @@ fn ratios(results: &[ToolResult]) -> BTreeMap<String, f64> {
 impl ImagesReport {
     /// The human-readable rendering.
     pub fn table(&self) -> String {
-        let mut o = String::new();
-        let m = &self.machine;
-        let _ = writeln!(
-            o,
-            "podium-bench images {}  |  {} cores, {}, kernel {}, {:.1} GiB RAM{}",
-            self.date,
-            m.cores,
-            m.os,
-            m.kernel,
-            m.memory_bytes as f64 / (1u64 << 30) as f64,
-            if m.virtualised { ", VM" } else { "" }
-        );
+        let mut o =
+            crate::report::table_header("podium-bench images", &self.date, &self.machine, None);
         let im = &self.image;
         let _ = writeln!(
             o,

@@ -287,25 +287,12 @@ impl PodsReport {
 
     /// The human-readable rendering.
     pub fn table(&self) -> String {
-        let mut o = String::new();
-        let m = &self.machine;
-        let _ = writeln!(
-            o,
-            "podium-bench pods {}  |  {} cores, {}, kernel {}, {:.1} GiB RAM{}",
-            self.date,
-            m.cores,
-            m.os,
-            m.kernel,
-            m.memory_bytes as f64 / (1u64 << 30) as f64,
-            if m.virtualised { ", VM" } else { "" }
+        let mut o = crate::report::table_header(
+            "podium-bench pods",
+            &self.date,
+            &self.machine,
+            Some(&self.settings),
         );
-        let settings: Vec<String> = self
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(o, "settings: {}", settings.join(" "));
-        let _ = writeln!(o);
         let _ = writeln!(
             o,
             "{:<26} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9}",

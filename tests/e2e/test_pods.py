@@ -528,6 +528,8 @@ def test_share_process_namespace_shows_every_container_and_a_pause_init(papi, pk
     assert len(pins) == 1, pins
     pause_pids = [p for p in pids_with_comm("pause") if os.stat(f"/proc/{p}/ns/pid").st_ino == os.stat(pins[0]).st_ino]
     assert len(pause_pids) == 1, pause_pids
+    # It lives in the pod's cgroup, as kubelet's sandbox does.
+    assert f"pod{uid}" in (pu.cgroup_paths(pause_pids[0]).get("memory") or pu.cgroup_paths(pause_pids[0]).get("", "")), pu.cgroup_paths(pause_pids[0])
     pkubectl("delete", "pod", "shared-pid", "-n", pns, "--timeout=60s")
     # Killed with the pod: gone, or a zombie until its new parent reaps it.
     deadline = time.monotonic() + 10

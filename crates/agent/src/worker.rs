@@ -438,12 +438,20 @@ impl PodWorker {
         let facts = self.facts();
         let hostname =
             etc_files::uts_hostname(&self.pod, &facts.cluster_domain).map_err(|e| e.to_string())?;
+        // kubelet's pod-level cgroup: the pod's summed limits above its containers'.
+        let pod_cgroup = qos::pod_cgroup(
+            &self.deps.layout.cgroup_root(),
+            qos::qos_class(&self.pod),
+            &self.uid,
+        );
+        let pod_limits = qos::pod_resources(&self.pod, None);
         let cfg = SandboxConfig {
             pod_uid: self.uid.clone(),
             hostname,
             host_network: self.host_network(),
             host_ipc: self.spec_flag("hostIPC"),
             share_pid: self.spec_flag("shareProcessNamespace") && !self.spec_flag("hostPID"),
+            cgroup: Some(pod_cgroup.clone()),
         };
         let dir = self.pod_dir();
         let pod = self.pod.clone();
@@ -466,13 +474,6 @@ impl PodWorker {
             }
         };
         let etc_hostname = etc_files::etc_hostname(&pod, &facts).map_err(|e| e.to_string())?;
-        // kubelet's pod-level cgroup: the pod's summed limits above its containers'.
-        let pod_cgroup = qos::pod_cgroup(
-            &self.deps.layout.cgroup_root(),
-            qos::qos_class(&self.pod),
-            &self.uid,
-        );
-        let pod_limits = qos::pod_resources(&self.pod, None);
         let rt = self.deps.runtime.clone();
         let sandbox = blocking(move || -> Result<Sandbox, String> {
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

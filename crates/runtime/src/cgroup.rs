@@ -178,21 +178,43 @@ impl CgroupLayout {
                 }
             }
             CgroupLayout::V1 { hierarchies, .. } => {
+                let dir_of = |controller: &str| {
+                    hierarchies
+                        .iter()
+                        .find(|h| {
+                            h.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.split(',').any(|c| c == controller))
+                        })
+                        .map(|h| h.join(rel))
+                };
+                // The pod cgroup exists for every pod controller (its processes are
+                // accounted there), limited or not.
+                for controller in POD_CONTROLLERS {
+                    if let Some(dir) = dir_of(controller) {
+                        ensure_dir(&dir)?;
+                    }
+                }
                 for (controller, file, value) in limit_files(false, r) {
-                    let Some(h) = hierarchies.iter().find(|h| {
-                        h.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.split(',').any(|c| c == controller))
-                    }) else {
-                        continue;
-                    };
-                    let dir = h.join(rel);
-                    ensure_dir(&dir)?;
-                    std::fs::write(dir.join(file), value)?;
+                    if let Some(dir) = dir_of(controller) {
+                        std::fs::write(dir.join(file), value)?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Moves process `pid` into `cgroup_path` in every hierarchy where that cgroup exists
+    /// (e.g. a pod's pause process into the pod cgroup [`configure`](Self::configure)
+    /// made). Returns how many hierarchies took it.
+    pub fn add_process(&self, cgroup_path: &str, pid: i32) -> std::io::Result<usize> {
+        let mut moved = 0;
+        for dir in self.existing_dirs(cgroup_path) {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Removes `cgroup_path` and every cgroup below it in all hierarchies (rmdir only:
@@ -364,10 +386,9 @@ mod tests {
             ),
             "2"
         );
-        assert!(!d
-            .path()
-            .join("memory/inst/kubepods/besteffort/podY")
-            .exists());
+        // The unlimited controllers still get the pod cgroup, with nothing written.
+        let mem = d.path().join("memory/inst/kubepods/besteffort/podY");
+        assert!(mem.is_dir() && !mem.join("memory.limit_in_bytes").exists());
     }
 
     #[test]
@@ -409,5 +430,19 @@ mod tests {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn add_process_writes_cgroup_procs_where_the_cgroup_exists() {
+        let d = tempfile::tempdir().unwrap();
+        for h in ["cpu,cpuacct", "memory", "pids", "blkio"] {
+            std::fs::create_dir(d.path().join(h)).unwrap();
+        }
+        let l = CgroupLayout::detect(d.path()).unwrap();
+        l.configure("/inst/podX", &pod_limits()).unwrap();
+        assert_eq!(l.add_process("/inst/podX", 4242).unwrap(), 3);
+        assert_eq!(read(d.path().join("memory/inst/podX/cgroup.procs")), "4242");
+        assert!(!d.path().join("blkio/inst/podX").exists());
+        assert_eq!(l.add_process("/inst/none", 1).unwrap(), 0);
     }
 }

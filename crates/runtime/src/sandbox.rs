@@ -53,6 +53,9 @@ pub struct SandboxConfig {
     /// One pid namespace for all containers (shareProcessNamespace without hostPID).
     #[serde(default)]
     pub share_pid: bool,
+    /// The pod cgroup the pause process joins (if it exists), as kubelet's sandbox does.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 /// A created sandbox: where its namespaces are pinned.
@@ -180,6 +183,15 @@ pub fn create_sandbox(
             }
         })?;
         sandbox.pause = Some(p);
+        if let Some(cg) = &cfg.cgroup {
+            let joined = crate::cgroup::CgroupLayout::host().and_then(|l| l.add_process(cg, p.pid));
+            if let Err(e) = joined {
+                return Err(fail(
+                    sys("moving the pause process into the pod cgroup")(e),
+                    &sandbox,
+                ));
+            }
+        }
         let target = pin("pid");
         if let Err(e) = pin_namespace(&format!("/proc/{}/ns/pid", p.pid), &target) {
             return Err(fail(sys(e.0)(e.1), &sandbox));
@@ -328,6 +340,7 @@ mod tests {
             host_network: true,
             host_ipc: true,
             share_pid: false,
+            cgroup: None,
         };
         assert!(matches!(
             create_sandbox(d.path(), &cfg, &no_shim()),
@@ -344,6 +357,7 @@ mod tests {
             host_network: true,
             host_ipc: true,
             share_pid: false,
+            cgroup: None,
         };
         let sb = create_sandbox(d.path(), &cfg, &no_shim()).unwrap();
         assert_eq!(sb.net, None);

@@ -383,6 +383,7 @@ fn sandbox_shares_hostname_and_localhost(backend: Backend) {
             host_network: false,
             host_ipc: false,
             share_pid: false,
+            cgroup: None,
         })
         .unwrap();
     let b =
@@ -392,6 +393,7 @@ fn sandbox_shares_hostname_and_localhost(backend: Backend) {
             host_network: false,
             host_ipc: false,
             share_pid: false,
+            cgroup: None,
         })
         .unwrap();
     let with_ns = |sb: &Sandbox, id: &str, args: &[&str]| {
@@ -471,6 +473,7 @@ fn root_shared_pid_namespace_has_a_pause_init_and_shows_every_container() {
             host_network: false,
             host_ipc: false,
             share_pid: true,
+            cgroup: None,
         })
         .unwrap();
     let pause = sb.pause.expect("a pause process");

@@ -146,7 +146,15 @@ pub fn spawn(shim: &ShimCommand) -> Result<ProcessId, PauseError> {
     ProcessId::of(pid).ok_or_else(|| PauseError::Failed(format!("pid {pid} exited at once")))
 }
 
-/// Kills a pause process if it is still the same process; true if it was signalled.
+/// Kills a pause process if it is still the same process and waits (up to 2 s) until it
+/// has exited, so that its cgroup can be removed next; true if it was signalled.
 pub fn kill(p: &ProcessId) -> bool {
-    p.is_alive() && nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL).is_ok()
+    if !(p.is_alive() && nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL).is_ok()) {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while p.is_alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
 }

@@ -543,10 +543,13 @@ def clean_instance(srv: Server) -> None:
 def pod_server(tmp_path_factory, registry) -> Iterator[Server]:
     """A server whose node agent runs pods, with the local registry as docker.io mirror
     (its registries.yaml is written before the server starts). Volume contents are
-    refreshed every 2 s (`--sync-frequency`, default 1m) so tests see updates quickly."""
+    refreshed every 2 s (`--sync-frequency`, default 1m) so tests see updates quickly, and
+    pods may run 2048 processes (`--pod-max-pids`, default unlimited)."""
     workdir = Path(tempfile.mkdtemp(prefix="podium-pods-", dir=tmp_path_factory.getbasetemp()))
     srv = Server(
-        workdir, registries_yaml=images.registries_yaml(registry), extra_args=["--sync-frequency", "2s"]
+        workdir,
+        registries_yaml=images.registries_yaml(registry),
+        extra_args=["--sync-frequency", "2s", "--pod-max-pids", "2048"],
     )
     srv.start()
     yield srv

@@ -183,6 +183,7 @@ spec:
     # the pod's sums (kubelet's pod-level cgroup; one container here).
     path = pu.cgroup_paths(pid).get("memory") or pu.cgroup_paths(pid).get("")
     assert re.search(r"kubepods.*burstable.*pod", path or "", re.I), path
+    assert pu.cgroup_file(pid, "pids", "pids.max", up=1) == "2048"  # --pod-max-pids
     if quota is not None:
         assert pu.cgroup_file(pid, "cpu", "cpu.cfs_quota_us", up=1) == "50000"
         assert pu.cgroup_file(pid, "cpu", "cpu.shares", up=1) == str(300 * 1024 // 1000)

@@ -57,6 +57,8 @@ pub struct Deps {
     /// How often the contents of configMap, secret, downwardAPI and projected volumes are
     /// brought up to date (kubelet's `--sync-frequency`).
     pub sync_frequency: Duration,
+    /// pids.max of every pod cgroup (kubelet's `--pod-max-pids`); `None` = unlimited.
+    pub pod_pids_limit: Option<i64>,
 }
 
 /// A container's wait ended.
@@ -444,7 +446,7 @@ impl PodWorker {
             qos::qos_class(&self.pod),
             &self.uid,
         );
-        let pod_limits = qos::pod_resources(&self.pod, None);
+        let pod_limits = qos::pod_resources(&self.pod, self.deps.pod_pids_limit);
         let cfg = SandboxConfig {
             pod_uid: self.uid.clone(),
             hostname,
@@ -1538,6 +1540,7 @@ mod tests {
             facts,
             admitted: Default::default(),
             sync_frequency,
+            pod_pids_limit: Some(4096),
         });
         let (stop, rx) = watch::channel(false);
         tokio::spawn(deps.status.clone().run(api.clone(), rx));
@@ -1619,7 +1622,8 @@ mod tests {
         assert!(r.rt.calls().iter().any(|c| matches!(c,
             Call::ConfigurePodCgroup(path, res)
                 if path.ends_with("/kubepods/besteffort/poduid-web")
-                    && res.cpu_shares == Some(2) && res.memory_limit.is_none())));
+                    && res.cpu_shares == Some(2) && res.memory_limit.is_none()
+                    && res.pids_limit == Some(4096))));
         let start =
             r.rt.calls()
                 .into_iter()

@@ -154,6 +154,7 @@ async fn busybox_pod_runs_and_leaves_nothing_behind() {
             &layout.instance,
         ),
         sync_frequency: Duration::from_secs(60),
+        pod_pids_limit: None,
         layout: layout.clone(),
         facts: NodeFacts {
             node_name: "n1".into(),

@@ -67,6 +67,11 @@ pub struct ServerArgs {
     /// `1m`, `30s`, `1m30s`).
     #[arg(long, default_value = "1m", value_parser = go_duration)]
     pub sync_frequency: std::time::Duration,
+    /// The most processes (pids) a pod may run, set on its pod cgroup (kubelet's
+    /// `--pod-max-pids`; -1, the default, is unlimited).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    pub pod_max_pids: i64,
     /// A YAML file with any of these flags as keys (`data-dir: /x`).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -198,6 +203,7 @@ const KNOWN_KEYS: &[&str] = &[
     "container-log-max-size",
     "container-log-max-files",
     "sync-frequency",
+    "pod-max-pids",
 ];
 
 /// Turns the YAML mapping into flags; unknown keys are an error, never ignored.
@@ -399,5 +405,18 @@ mod tests {
             assert!(go_duration(v).is_err(), "{v}");
         }
         assert!(Cli::try_parse_from(["podium", "--sync-frequency", "soon"]).is_err());
+    }
+
+    #[test]
+    fn pod_max_pids_is_unlimited_by_default() {
+        use clap::Parser as _;
+        assert_eq!(Cli::parse_from(["podium"]).server.pod_max_pids, -1);
+        assert_eq!(
+            Cli::parse_from(["podium", "--pod-max-pids", "1024"])
+                .server
+                .pod_max_pids,
+            1024
+        );
+        assert!(Cli::try_parse_from(["podium", "--pod-max-pids", "-2"]).is_err());
     }
 }

@@ -364,6 +364,7 @@ fn start_pod_agent(
         facts,
         admitted: Default::default(),
         sync_frequency: args.sync_frequency,
+        pod_pids_limit: (args.pod_max_pids > 0).then_some(args.pod_max_pids),
     });
     tracing::info!(
         "node agent: instance {instance}, run root {}, container runtime {}",

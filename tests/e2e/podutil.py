@@ -405,4 +405,14 @@ def janitor(srv: Server) -> list[str]:
             os.rmdir(cg)
         except OSError:
             pass
+    # The instance's run directory (sandboxes of pods left running at shutdown), once
+    # nothing is mounted below it any more: never delete through a mount.
+    still_mounted = [
+        line.split()[4] for line in _read("/proc/self/mountinfo").splitlines() if line.split()[4].startswith(run_root)
+    ]
+    if os.path.isdir(run_root) and not still_mounted:
+        import shutil
+
+        shutil.rmtree(run_root, ignore_errors=True)
+        cleaned.append(f"removed {run_root}")
     return cleaned

@@ -24,7 +24,9 @@ use podium_runtime::{ContainerRequest, ContainerRuntime, ExitStatus, Sandbox, Sa
 use crate::api::{NodeApi, ObjectKind, Severity};
 use crate::container_config::{self, stop_signal};
 use crate::etc_files;
-use crate::facts::{arr_at, at, find_container, i64_at, str_at, NodeFacts, PodPaths, Resolved};
+use crate::facts::{
+    arr_at, at, bool_at, find_container, i64_at, str_at, NodeFacts, PodPaths, Resolved,
+};
 use crate::images::{read_rootfs_file, Images, ReadyImage};
 use crate::index::{ContainerEntry, PodIndex, TermRecord};
 use crate::lifecycle::{
@@ -76,7 +78,6 @@ pub fn deletion_grace(pod: &Value) -> Option<i64> {
     Some(i64_at(pod, &["metadata", "deletionGracePeriodSeconds"]).unwrap_or(30))
 }
 
-/// The ConfigMaps and Secrets a pod's containers and volumes refer to.
 /// Whether the pod has a volume whose content the agent writes and keeps current.
 fn has_content_volumes(pod: &Value) -> bool {
     arr_at(pod, &["spec", "volumes"]).iter().any(|v| {
@@ -94,6 +95,7 @@ fn volume_metadata(pod: &Value) -> Value {
     })
 }
 
+/// The ConfigMaps and Secrets a pod's containers and volumes refer to.
 pub fn referenced_objects(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
     let add = |set: &mut BTreeSet<String>, v: Option<&Value>| {
@@ -212,11 +214,7 @@ impl PodWorker {
 
     /// A boolean field of the pod spec, false when absent.
     fn spec_flag(&self, field: &str) -> bool {
-        self.pod
-            .get("spec")
-            .and_then(|s| s.get(field))
-            .and_then(Value::as_bool)
-            == Some(true)
+        bool_at(&self.pod, &["spec", field]) == Some(true)
     }
 
     fn host_network(&self) -> bool {

@@ -167,50 +167,48 @@ pub fn create_sandbox(
             return Err(SandboxError::Sys { pod, op, source });
         }
     }
-    if cfg.share_pid {
-        let fail = |e: SandboxError, sandbox: &Sandbox| {
-            if let Some(p) = &sandbox.pause {
-                pause::kill(p);
-            }
-            let _ = teardown_dir(&dir);
-            e
-        };
-        let p = pause::spawn(shim).map_err(|source| {
-            let _ = teardown_dir(&dir);
-            SandboxError::Pause {
-                pod: pod.clone(),
-                source,
-            }
-        })?;
-        sandbox.pause = Some(p);
-        if let Some(cg) = &cfg.cgroup {
-            let joined = crate::cgroup::CgroupLayout::host().and_then(|l| l.add_process(cg, p.pid));
-            if let Err(e) = joined {
-                return Err(fail(
-                    sys("moving the pause process into the pod cgroup")(e),
-                    &sandbox,
-                ));
-            }
-        }
-        let target = pin("pid");
-        if let Err(e) = pin_namespace(&format!("/proc/{}/ns/pid", p.pid), &target) {
-            return Err(fail(sys(e.0)(e.1), &sandbox));
-        }
-        // The pin must name the pause process's namespace, not a later process's that
-        // reused its pid in the meantime.
-        if !p.is_alive() {
-            let gone = std::io::Error::other("pause process exited");
-            return Err(fail(sys("starting pause process")(gone), &sandbox));
-        }
-        sandbox.pid = Some(target);
-    }
-    let bytes =
-        serde_json::to_vec_pretty(&sandbox).map_err(|e| sys("encoding record")(e.into()))?;
-    if let Err(e) = crate::state::write_atomic(&dir, RECORD, &bytes) {
+    // Undoes a half-made sandbox: its pause process and its run directory.
+    let undo = |sandbox: &Sandbox| {
         if let Some(p) = &sandbox.pause {
             pause::kill(p);
         }
         let _ = teardown_dir(&dir);
+    };
+    if cfg.share_pid {
+        let p = match pause::spawn(shim) {
+            Ok(p) => p,
+            Err(source) => {
+                undo(&sandbox);
+                return Err(SandboxError::Pause { pod, source });
+            }
+        };
+        sandbox.pause = Some(p);
+        if let Some(cg) = &cfg.cgroup {
+            let joined = crate::cgroup::CgroupLayout::host().and_then(|l| l.add_process(cg, p.pid));
+            if let Err(e) = joined {
+                undo(&sandbox);
+                return Err(sys("moving the pause process into the pod cgroup")(e));
+            }
+        }
+        let target = pin("pid");
+        if let Err((op, e)) = pin_namespace(&format!("/proc/{}/ns/pid", p.pid), &target) {
+            undo(&sandbox);
+            return Err(sys(op)(e));
+        }
+        // The pin must name the pause process's namespace, not a later process's that
+        // reused its pid in the meantime.
+        if !p.is_alive() {
+            undo(&sandbox);
+            let gone = std::io::Error::other("pause process exited");
+            return Err(sys("starting pause process")(gone));
+        }
+        sandbox.pid = Some(target);
+    }
+    let written = serde_json::to_vec_pretty(&sandbox)
+        .map_err(std::io::Error::from)
+        .and_then(|bytes| crate::state::write_atomic(&dir, RECORD, &bytes));
+    if let Err(e) = written {
+        undo(&sandbox);
         return Err(sys("writing record")(e));
     }
     Ok(sandbox)

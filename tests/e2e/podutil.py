@@ -237,6 +237,31 @@ def pids_with_arg(marker: str) -> list[int]:
     return sorted(pid for pid in found if ppid(pid) not in found)
 
 
+def is_live_pause(pid: int) -> bool:
+    """Whether `pid` is a pause process (PID 1 of a pod's shared pid namespace) that has
+    not exited (a zombie waiting for its new parent to reap it counts as exited)."""
+    stat = _read(f"/proc/{pid}/stat")
+    return "(pause)" in stat and stat.split(")")[-1].split()[:1] != ["Z"]
+
+
+def pause_processes(pid_ns_pins: list[str]) -> list[int]:
+    """Live pause processes whose pid namespace is one of these pinned namespace files."""
+    pins = set()
+    for pin in pid_ns_pins:
+        try:
+            pins.add(os.stat(pin).st_ino)
+        except OSError:
+            pass
+    out = []
+    for p in pids():
+        try:
+            if is_live_pause(p) and os.stat(f"/proc/{p}/ns/pid").st_ino in pins:
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
 def ppid(pid: int) -> int | None:
     for line in _read(f"/proc/{pid}/status").splitlines():
         if line.startswith("PPid:"):

@@ -527,28 +527,16 @@ def test_share_process_namespace_shows_every_container_and_a_pause_init(papi, pk
     uid = pu.get_pod(papi, pns, "shared-pid")["metadata"]["uid"]
     pins = glob.glob(f"/run/podium/*/pods/{uid}/ns/pid")
     assert len(pins) == 1, pins
-    pause_pids = [p for p in pids_with_comm("pause") if os.stat(f"/proc/{p}/ns/pid").st_ino == os.stat(pins[0]).st_ino]
+    pause_pids = pu.pause_processes(pins)
     assert len(pause_pids) == 1, pause_pids
     # It lives in the pod's cgroup, as kubelet's sandbox does.
     assert f"pod{uid}" in (pu.cgroup_paths(pause_pids[0]).get("memory") or pu.cgroup_paths(pause_pids[0]).get("", "")), pu.cgroup_paths(pause_pids[0])
     pkubectl("delete", "pod", "shared-pid", "-n", pns, "--timeout=60s")
     # Killed with the pod: gone, or a zombie until its new parent reaps it.
     deadline = time.monotonic() + 10
-    while pu._read(f"/proc/{pause_pids[0]}/stat").split(")")[-1].split()[:1] not in ([], ["Z"]):
+    while pu.is_live_pause(pause_pids[0]):
         assert time.monotonic() < deadline, "the pause process outlived its pod"
         time.sleep(0.1)
-
-
-def pids_with_comm(comm: str) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if open(f"/proc/{d}/comm").read().strip() == comm:
-                    out.append(int(d))
-            except OSError:
-                pass
-    return out
 
 
 def test_configmap_secret_and_downward_api_volumes_follow_updates(papi, pkubectl, pns):

@@ -111,27 +111,6 @@ def test_kill9_server_keeps_containers_and_readopts_them(spawn, registry):
     assert not pu.pids_with_arg(markers[names[0]])
 
 
-def pause_processes(run_root: Path, uids: list[str]) -> list[int]:
-    """Live pause processes (PID 1 of a pod's shared pid namespace) of these pods."""
-    pins = set()
-    for u in uids:
-        try:
-            pins.add(os.stat(run_root / "pods" / u / "ns" / "pid").st_ino)
-        except OSError:
-            pass
-    out = []
-    for p in pu.pids():
-        stat = pu._read(f"/proc/{p}/stat")
-        if "(pause)" not in stat or stat.split(")")[-1].split()[:1] == ["Z"]:
-            continue
-        try:
-            if os.stat(f"/proc/{p}/ns/pid").st_ino in pins:
-                out.append(p)
-        except OSError:
-            pass
-    return out
-
-
 def leftovers(
     srv: Server, uids: list[str], cids: list[str], markers: list[str], pauses: list[int] | None = None
 ) -> dict[str, list]:
@@ -147,8 +126,7 @@ def leftovers(
         if os.path.isdir("/run/netns")
         else [],
         "processes": [m for m in markers if pu.pids_with_arg(m)],
-        "pause processes": [p for p in pauses or [] if "(pause)" in pu._read(f"/proc/{p}/stat")
-                            and pu._read(f"/proc/{p}/stat").split(")")[-1].split()[:1] != ["Z"]],
+        "pause processes": [p for p in pauses or [] if pu.is_live_pause(p)],
     }
     return {k: v for k, v in found.items() if v}
 
@@ -168,7 +146,7 @@ def test_no_leftovers_after_deleting_pods(spawn, registry):
     uids = [p["metadata"]["uid"] for p in pods.values()]
     cids = [pu.container_id(pu.cstatus(p, "main")) for p in pods.values()]
     # Before deletion the checks do find the pods' traces (so they can fail).
-    pauses = pause_processes(Path(f"/run/podium/{srv.instance}"), uids)
+    pauses = pu.pause_processes([f"/run/podium/{srv.instance}/pods/{u}/ns/pid" for u in uids])
     assert len(pauses) == (len(names) + 1) // 2, pauses
     present = leftovers(srv, uids, cids, markers, pauses)
     assert "processes" in present and ("mounts" in present or "cgroups" in present), present

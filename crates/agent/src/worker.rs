@@ -1805,7 +1805,11 @@ mod tests {
         let conf = vols.join("kubernetes.io~configmap/conf/k");
         let labels = vols.join("kubernetes.io~downward-api/info/labels");
         let read = |f: &std::path::Path| std::fs::read_to_string(f).unwrap_or_default();
-        until("volumes written", || read(&conf) == "one").await;
+        // Volumes are written one after the other: wait for both.
+        until("volumes written", || {
+            read(&conf) == "one" && !read(&labels).is_empty()
+        })
+        .await;
         assert_eq!(read(&labels), "tier=\"a\"");
         // A changed ConfigMap reaches the file within a sync period.
         r.api.put(ObjectKind::ConfigMap, "default", "cm", cm("two"));
